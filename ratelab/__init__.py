@@ -1,0 +1,48 @@
+"""ratelab: see how async HTTP rate limiting really behaves.
+
+    import ratelab as rl
+
+    with rl.LocalServer(latency=rl.Uniform(0.05, 0.2)) as server:
+        exp = rl.Experiment(target=server.url, requests=200, workers=10,
+                            strategy=rl.RateLimit(20) + rl.ConnectionLimit(10), seed=1)
+        result = rl.run(exp)      # or: result = await rl.arun(exp)
+        result.df                 # one row per request attempt
+"""
+
+from __future__ import annotations
+
+from .config import Arrivals, Constant, Experiment, Poisson
+from .distributions import Distribution, Exponential, Fixed, LogNormal, Uniform
+from .errors import ConfigError, RatelabError, ResultFileError
+from .result import Result
+from .runner import arun, run
+from .server import LocalServer, serve
+from .strategies import Concurrency, ConnectionLimit, RateLimit, Strategy, Unlimited
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Arrivals",
+    "Concurrency",
+    "ConfigError",
+    "ConnectionLimit",
+    "Constant",
+    "Distribution",
+    "Experiment",
+    "Exponential",
+    "Fixed",
+    "LocalServer",
+    "LogNormal",
+    "Poisson",
+    "RateLimit",
+    "RatelabError",
+    "Result",
+    "ResultFileError",
+    "Strategy",
+    "Uniform",
+    "Unlimited",
+    "__version__",
+    "arun",
+    "run",
+    "serve",
+]

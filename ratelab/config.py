@@ -1,0 +1,227 @@
+"""What to run: the immutable :class:`Experiment` and the open-loop arrival processes.
+
+    exp = rl.Experiment(
+        target="http://127.0.0.1:8080",       # or a LocalServer, or "https://httpbin.org"
+        endpoints={"/get": 1.0},               # path -> weight, or a plain "/get"
+        requests=200, workers=10,
+        think_time=rl.Uniform(0.05, 1.0),      # sleep before each request (default: none)
+        strategy=rl.RateLimit(20) + rl.ConnectionLimit(10),
+        seed=1,
+    )
+
+Every value is checked when the Experiment is built; a bad one raises
+:class:`~ratelab.errors.ConfigError` naming the parameter, the value and what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from ._validate import integer, positive_number
+from .distributions import Distribution, as_distribution
+from .errors import ConfigError
+from .strategies import Strategy, as_strategy
+
+if TYPE_CHECKING:
+    from .server import LocalServer
+
+__all__ = ["Arrivals", "Constant", "Experiment", "Poisson"]
+
+
+class Arrivals:
+    """An open-loop arrival process: when each request is meant to go."""
+
+    rate_per_s: float
+
+    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Intended arrival times (seconds from the run's start) of ``n`` requests."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": type(self).__name__, "rate_per_s": self.rate_per_s}
+
+
+@dataclass(frozen=True, repr=False)
+class Constant(Arrivals):
+    """One request every ``1 / rate_per_s`` seconds, the first at t=0."""
+
+    rate_per_s: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "rate_per_s", positive_number("Constant(rate_per_s)", self.rate_per_s)
+        )
+
+    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.arange(n) / self.rate_per_s
+
+    def __repr__(self) -> str:
+        return f"Constant({self.rate_per_s:g})"
+
+
+@dataclass(frozen=True, repr=False)
+class Poisson(Arrivals):
+    """A Poisson process: exponential gaps with mean ``1 / rate_per_s``, the first at t=0."""
+
+    rate_per_s: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "rate_per_s", positive_number("Poisson(rate_per_s)", self.rate_per_s)
+        )
+
+    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if n == 0:
+            return np.zeros(0)
+        gaps = rng.exponential(1 / self.rate_per_s, n)
+        gaps[0] = 0.0
+        return np.cumsum(gaps)
+
+    def __repr__(self) -> str:
+        return f"Poisson({self.rate_per_s:g})"
+
+
+_ARRIVALS: dict[str, type[Arrivals]] = {"Constant": Constant, "Poisson": Poisson}
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def _is_server(value: object) -> bool:
+    """A LocalServer (or anything that starts, stops and has a ``url``): the run manages it."""
+    return all(callable(getattr(value, a, None)) for a in ("start", "stop")) and hasattr(
+        type(value), "url"
+    )
+
+
+def _check_target(value: object) -> str | LocalServer:
+    if _is_server(value):
+        return value  # type: ignore[return-value]
+    if not isinstance(value, str):
+        raise ConfigError("target", value, "must be an http(s) URL or a rl.LocalServer(...)")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "target",
+            value,
+            "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080",
+        )
+    return value.rstrip("/")
+
+
+def _check_endpoints(value: object) -> dict[str, float]:
+    if isinstance(value, str):
+        value = {value: 1.0}
+    elif isinstance(value, Sequence) and not isinstance(value, Mapping):
+        value = dict.fromkeys(value, 1.0)
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(
+            "endpoints", value, "must be a path like '/get' or a non-empty {path: weight} mapping"
+        )
+    out: dict[str, float] = {}
+    for path, weight in value.items():
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigError("endpoints", path, "each path must be a string starting with '/'")
+        w = weight
+        if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
+            raise ConfigError(f"endpoints[{path!r}]", weight, "weights must be finite numbers >= 0")
+        out[path] = float(w)
+    if sum(out.values()) <= 0:
+        raise ConfigError("endpoints", value, "at least one weight must be > 0")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Experiment:
+    """An immutable description of one run. Build a variant with :meth:`replace`."""
+
+    target: str | LocalServer
+    endpoints: Mapping[str, float] | str | Sequence[str] = "/get"
+    requests: int = 100
+    workers: int = 10
+    think_time: Distribution | None = None
+    strategy: Strategy = field(default_factory=lambda: as_strategy(None))
+    arrivals: Arrivals | None = None
+    timeout_s: float = 30.0
+    method: str = "GET"
+    seed: int | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "target", _check_target(self.target))
+        s(self, "endpoints", _check_endpoints(self.endpoints))
+        s(self, "requests", integer("requests", self.requests, minimum=0))
+        s(self, "workers", integer("workers", self.workers, minimum=1))
+        s(self, "think_time", as_distribution("think_time", self.think_time))
+        s(self, "strategy", as_strategy(self.strategy))
+        if self.arrivals is not None and not isinstance(self.arrivals, Arrivals):
+            if isinstance(self.arrivals, Mapping):
+                kind = self.arrivals.get("type")
+                cls = _ARRIVALS.get(str(kind))
+                if cls is None:
+                    raise ConfigError("arrivals.type", kind, "must be 'Constant' or 'Poisson'")
+                s(self, "arrivals", cls(self.arrivals.get("rate_per_s")))  # type: ignore[call-arg]
+            else:
+                raise ConfigError(
+                    "arrivals",
+                    self.arrivals,
+                    "must be None (closed loop), rl.Constant(r) or rl.Poisson(r)",
+                )
+        s(self, "timeout_s", positive_number("timeout_s", self.timeout_s))
+        if not isinstance(self.method, str) or self.method.upper() not in _METHODS:
+            raise ConfigError("method", self.method, f"must be one of {', '.join(_METHODS)}")
+        s(self, "method", self.method.upper())
+        if self.seed is not None:
+            integer("seed", self.seed, minimum=0)
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError("name", self.name, "must be a string or None")
+
+    @property
+    def label(self) -> str:
+        """The name in tables and legends: ``name`` if given, else the strategy's repr."""
+        return self.name or repr(self.strategy)
+
+    @property
+    def target_url(self) -> str:
+        """The base URL (a LocalServer's URL once it runs)."""
+        t = self.target
+        return t if isinstance(t, str) else t.url
+
+    def replace(self, **changes: Any) -> Experiment:
+        """A copy with some fields changed (validated like the original)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON/TOML-friendly); :meth:`from_dict` reads it back."""
+        t = self.target
+        return {
+            "target": t if isinstance(t, str) else t.url,
+            "endpoints": dict(self.endpoints),  # type: ignore[arg-type]
+            "requests": self.requests,
+            "workers": self.workers,
+            "think_time": self.think_time.to_dict() if self.think_time is not None else None,
+            "strategy": self.strategy.to_dict(),
+            "arrivals": self.arrivals.to_dict() if self.arrivals is not None else None,
+            "timeout_s": self.timeout_s,
+            "method": self.method,
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Experiment:
+        """Build from plain data (a saved result or a TOML file); same validation."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                unknown[0], data[unknown[0]], f"is not a field; valid: {sorted(known)}"
+            )
+        return cls(**dict(data))

@@ -1,0 +1,256 @@
+"""The worker-queue run: producer -> asyncio.Queue -> workers -> aiohttp session -> target.
+
+One :class:`Engine` per run. Everything asyncio (queue, guards, connector, session) is built
+inside the running loop by :meth:`Engine.run`, so an Experiment can be run any number of
+times, from any loop. Each attempt writes its timestamps straight into the
+:class:`~ratelab.records.RecordStore` columns by row index (no object per request). A failure
+is data: the exception's class name goes into ``error`` and the run goes on. Cancelling the
+task that runs :meth:`Engine.run` stops the workers and still returns what was recorded,
+with the requests that never finished marked ``CancelledError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib.metadata import version
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from .config import Experiment
+from .records import ERROR_CANCELLED, RecordStore
+
+__all__ = ["ID_HEADER", "Engine", "error_name"]
+
+#: The header that carries ``"{run}-{request_id}-{attempt}"`` so the server log joins the rows.
+ID_HEADER = "X-Ratelab-Id"
+
+
+def error_name(exc: BaseException) -> str:
+    """The ``error`` value of a failed attempt: the exception's class name, except that a
+    connection failure names its OS-level cause (``ConnectionRefusedError``, ...)."""
+    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+        exc, aiohttp.ClientConnectorDNSError
+    ):
+        cause = exc.os_error
+        if type(cause) is not OSError:
+            return type(cause).__name__
+    return type(exc).__name__
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("ratelab", "aiohttp", "aiolimiter", "numpy", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:  # pragma: no cover - an uninstalled checkout
+            out[pkg] = "unknown"
+    return out
+
+
+class Engine:
+    """Runs one Experiment once. ``completed`` counts finished attempts (for progress bars)."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        *,
+        base_url: str,
+        on_tick: Callable[[int], None] | None = None,
+        tick_s: float = 0.1,
+    ) -> None:
+        self.experiment = experiment
+        self.base_url = base_url.rstrip("/")
+        self.on_tick = on_tick
+        self.tick_s = tick_s
+        self.completed = 0
+        self.run_token = secrets.token_hex(4)
+        exp = experiment
+        n = exp.requests
+        rng = np.random.default_rng(exp.seed)
+        self.endpoints = list(exp.endpoints)
+        weights = np.array([exp.endpoints[p] for p in self.endpoints])  # type: ignore[index]
+        self.endpoint_codes = rng.choice(len(self.endpoints), size=n, p=weights / weights.sum())
+        self.think_s = exp.think_time.sample(rng, n) if exp.think_time is not None else None
+        self.arrival_s = exp.arrivals.times(rng, n) if exp.arrivals is not None else None
+        self.store = RecordStore(n, endpoints=self.endpoints, methods=[exp.method])
+        self.store.add_requests(np.arange(n), self.endpoint_codes, np.zeros(n, np.int32))
+        self.t0 = 0.0
+
+    # -- the run -------------------------------------------------------------------------
+    async def run(self) -> tuple[RecordStore, dict[str, Any]]:
+        """Run to the end (or until cancelled); return the store and the run's metadata."""
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        exp = self.experiment
+        built = exp.strategy.build()
+        self.guards = built.guards
+        started_at = datetime.now(UTC).isoformat()
+        wall0 = time.perf_counter()
+        trace_configs = []
+        if built.limit or built.limit_per_host:  # only a capped pool can make a request wait
+            trace_configs.append(self._pool_trace())
+        connector = aiohttp.TCPConnector(limit=built.limit, limit_per_host=built.limit_per_host)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            trace_configs=trace_configs,
+            timeout=aiohttp.ClientTimeout(total=exp.timeout_s),
+            headers={"User-Agent": f"ratelab/{_versions()['ratelab']} (+aiohttp)"},
+        )
+        self.session = session
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        self.urls = [self.base_url + p for p in self.endpoints]
+        self.t0 = loop.time()
+        interrupted = False
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if self.arrival_s is None:
+                self.store.scheduled_s[: exp.requests] = 0.0
+                for i in range(exp.requests):
+                    self.queue.put_nowait(i)
+            else:
+                tasks.append(loop.create_task(self._produce()))
+            tasks += [loop.create_task(self._worker(w)) for w in range(exp.workers)]
+            if self.on_tick is not None:
+                tasks.append(loop.create_task(self._ticker()))
+            if self.arrival_s is not None:
+                await tasks[0]
+            await self.queue.join()
+        except asyncio.CancelledError:
+            interrupted = True
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await session.close()
+        self._mark_unfinished()
+        if self.on_tick is not None:
+            self.on_tick(self.completed)
+        meta: dict[str, Any] = {
+            **_versions(),
+            "started_at": started_at,
+            "seed": exp.seed,
+            "wall_s": time.perf_counter() - wall0,
+            "interrupted": interrupted,
+            "run": self.run_token,
+            "t0_monotonic": self.t0,
+            "target": self.base_url,
+            "python_executable": sys.executable,
+        }
+        return self.store, meta
+
+    def _mark_unfinished(self) -> None:
+        """Rows with no outcome (never dequeued, or cut off) become CancelledError rows."""
+        s = self.store
+        n = s.n
+        open_rows = (s.error[:n] == -1) & np.isnan(s.done_s[:n])
+        if open_rows.any():
+            s.error[:n][open_rows] = s.error_code(ERROR_CANCELLED)
+
+    async def _produce(self) -> None:
+        """Open loop: enqueue each request at its intended arrival time."""
+        loop, t0, q = self.loop, self.t0, self.queue
+        arrivals = self.arrival_s
+        assert arrivals is not None  # internal invariant, not user input
+        self.store.scheduled_s[: len(arrivals)] = arrivals
+        for i, at in enumerate(arrivals.tolist()):
+            delay = t0 + at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            q.put_nowait(i)
+
+    async def _ticker(self) -> None:
+        on_tick = self.on_tick
+        assert on_tick is not None
+        while True:
+            await asyncio.sleep(self.tick_s)
+            on_tick(self.completed)
+
+    async def _worker(self, wid: int) -> None:
+        q = self.queue
+        while True:
+            row = await q.get()
+            try:
+                await self._attempt(wid, row, 1)
+            finally:
+                q.task_done()
+
+    async def _attempt(self, wid: int, row: int, attempt: int) -> None:
+        s = self.store
+        now = self.loop.time
+        t0 = self.t0
+        code = s.endpoint[row]
+        endpoint = self.endpoints[code]
+        s.worker[row] = wid
+        s.dequeued_s[row] = now() - t0
+        if self.think_s is not None and attempt == 1:
+            await asyncio.sleep(self.think_s[row])
+        s.ready_s[row] = now() - t0
+        guards = self.guards
+        held = 0
+        status = 0
+        error: str | None = None
+        try:
+            for g in guards:
+                await g.acquire(endpoint)
+                held += 1
+            t = now() - t0
+            s.admitted_s[row] = t
+            s.sent_s[row] = t
+            rid = s.request_id[row]
+            async with self.session.request(
+                self.experiment.method,
+                self.urls[code],
+                headers={ID_HEADER: f"{self.run_token}-{rid}-{attempt}"},
+                trace_request_ctx=row,
+            ) as resp:
+                s.headers_s[row] = now() - t0
+                status = resp.status
+                s.status[row] = status
+                body = await resp.read()
+            s.bytes[row] = len(body)
+        except asyncio.CancelledError:
+            s.error[row] = s.error_code(ERROR_CANCELLED)
+            raise
+        except Exception as e:  # a failure is data, never a crashed run
+            error = error_name(e)
+            s.error[row] = s.error_code(error)
+        finally:
+            s.done_s[row] = now() - t0
+            for g in guards[:held]:
+                g.release(endpoint)
+            self.completed += 1
+        for g in guards:
+            g.observe(status, error)
+
+    def _pool_trace(self) -> aiohttp.TraceConfig:
+        """Stamp pool waits from aiohttp's trace signals (tagged with the row index)."""
+        store = self.store
+
+        async def queued_start(
+            session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
+        ) -> None:
+            store.pool_queued_s[ctx.trace_request_ctx] = self.loop.time() - self.t0
+
+        async def queued_end(
+            session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
+        ) -> None:
+            t = self.loop.time() - self.t0
+            store.pool_acquired_s[ctx.trace_request_ctx] = t
+            store.sent_s[ctx.trace_request_ctx] = t
+
+        tc = aiohttp.TraceConfig()
+        tc.on_connection_queued_start.append(queued_start)
+        tc.on_connection_queued_end.append(queued_end)
+        return tc

@@ -1,0 +1,145 @@
+"""The record schema (one row per request attempt) and the columnar store that fills it.
+
+The store keeps one preallocated numpy array per column and writes into it by row index, so
+recording a request costs a few array stores: no dict, tuple or object per request. It grows
+by doubling when retries add rows. ``to_frame`` turns it into the documented DataFrame.
+
+All times are seconds on the event loop's clock, relative to the run's start (``t0``).
+A time that did not happen is NaN (e.g. ``pool_queued_s`` when the request never waited for
+a connection, ``done_s`` for a request that never ran).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["COLUMNS", "ERROR_CANCELLED", "TIME_COLUMNS", "RecordStore", "empty_frame"]
+
+#: Every time column, in the order a request lives through them.
+TIME_COLUMNS: tuple[str, ...] = (
+    "scheduled_s",  # when it was meant to go: enqueue time (closed loop) or intended arrival (open)
+    "dequeued_s",  # a worker took it from the queue (retries: the attempt began)
+    "ready_s",  # think time over (== dequeued_s without think time): guards start here
+    "admitted_s",  # passed every client-side guard (rate limiter, semaphore)
+    "pool_queued_s",  # began waiting for a pooled connection (NaN: it did not wait)
+    "pool_acquired_s",  # got the pooled connection (NaN: it did not wait)
+    "sent_s",  # the request went out on a connection (after any pool wait)
+    "headers_s",  # response headers arrived
+    "done_s",  # body read, or the attempt failed / was cancelled
+)
+
+#: column name -> (dtype, unit, meaning). The DataFrame has exactly these columns, in order.
+COLUMNS: dict[str, tuple[str, str, str]] = {
+    "request_id": ("int64", "", "0-based id of the logical request"),
+    "attempt": ("int16", "", "1 for the first attempt, 2.. for retries"),
+    "worker": ("int32", "", "worker that ran it (-1: never dequeued)"),
+    "endpoint": ("category", "", "path requested, e.g. /get"),
+    "method": ("category", "", "HTTP method"),
+    **{c: ("float64", "s", "time on the run clock") for c in TIME_COLUMNS},
+    "status": ("int16", "", "HTTP status; 0 when no response arrived"),
+    "error": ("category", "", "exception class name on failure, else missing"),
+    "bytes": ("int64", "B", "response body size (0 without a body)"),
+}
+
+#: The ``error`` of requests that never finished because the run was interrupted.
+ERROR_CANCELLED = "CancelledError"
+
+
+def empty_frame() -> pd.DataFrame:
+    """A zero-row frame with the documented columns and dtypes."""
+    return RecordStore(0, endpoints=["/"], methods=["GET"]).to_frame()
+
+
+class RecordStore:
+    """Preallocated columns, written by row index from the engine's hot path.
+
+    The engine owns the row numbering: row ``i < requests`` is attempt 1 of request ``i``;
+    retries get rows from :meth:`new_row`.
+    """
+
+    def __init__(self, capacity: int, *, endpoints: Sequence[str], methods: Sequence[str]) -> None:
+        self.endpoints = list(endpoints)
+        self.methods = list(methods)
+        self.errors: list[str] = []  # categories of the error column, in first-seen order
+        self._error_codes: dict[str, int] = {}
+        self.n = 0  # rows in use
+        self._alloc(max(capacity, 1))
+
+    def _alloc(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.request_id = np.zeros(capacity, np.int64)
+        self.attempt = np.ones(capacity, np.int16)
+        self.worker = np.full(capacity, -1, np.int32)
+        self.endpoint = np.zeros(capacity, np.int32)  # code into self.endpoints
+        self.method = np.zeros(capacity, np.int32)  # code into self.methods
+        for c in TIME_COLUMNS:
+            setattr(self, c, np.full(capacity, np.nan))
+        self.status = np.zeros(capacity, np.int16)
+        self.error = np.full(capacity, -1, np.int32)  # code into self.errors, -1 = none
+        self.bytes = np.zeros(capacity, np.int64)
+
+    def _grow(self) -> None:
+        old = {name: getattr(self, name) for name in self._array_names()}
+        n = self.capacity
+        self._alloc(n * 2)
+        for name, arr in old.items():
+            getattr(self, name)[:n] = arr
+
+    @staticmethod
+    def _array_names() -> tuple[str, ...]:
+        return ("request_id", "attempt", "worker", "endpoint", "method", *TIME_COLUMNS,
+                "status", "error", "bytes")  # fmt: skip
+
+    def add_requests(self, request_ids: np.ndarray, endpoint_codes: np.ndarray,
+                     method_codes: np.ndarray) -> None:  # fmt: skip
+        """Reserve rows ``n .. n+len(ids)`` for first attempts (vectorised)."""
+        k = len(request_ids)
+        while self.n + k > self.capacity:
+            self._grow()
+        s = slice(self.n, self.n + k)
+        self.request_id[s] = request_ids
+        self.endpoint[s] = endpoint_codes
+        self.method[s] = method_codes
+        self.n += k
+
+    def new_row(self, like: int, attempt: int) -> int:
+        """A fresh row for another attempt of the request in row ``like``; returns its index."""
+        if self.n >= self.capacity:
+            self._grow()
+        i = self.n
+        self.n += 1
+        self.request_id[i] = self.request_id[like]
+        self.endpoint[i] = self.endpoint[like]
+        self.method[i] = self.method[like]
+        self.attempt[i] = attempt
+        self.scheduled_s[i] = self.scheduled_s[like]
+        return i
+
+    def error_code(self, name: str) -> int:
+        """The code for an error name (adds the category on first use)."""
+        code = self._error_codes.get(name)
+        if code is None:
+            code = self._error_codes[name] = len(self.errors)
+            self.errors.append(name)
+        return code
+
+    def to_frame(self) -> pd.DataFrame:
+        """The rows recorded so far as the documented DataFrame (copies the data)."""
+        n = self.n
+        data: dict[str, object] = {
+            "request_id": self.request_id[:n].copy(),
+            "attempt": self.attempt[:n].copy(),
+            "worker": self.worker[:n].copy(),
+            "endpoint": pd.Categorical.from_codes(self.endpoint[:n], categories=self.endpoints),
+            "method": pd.Categorical.from_codes(self.method[:n], categories=self.methods),
+        }
+        for c in TIME_COLUMNS:
+            data[c] = getattr(self, c)[:n].copy()
+        data["status"] = self.status[:n].copy()
+        data["error"] = pd.Categorical.from_codes(self.error[:n], categories=self.errors or [])
+        data["bytes"] = self.bytes[:n].copy()
+        df = pd.DataFrame(data)
+        return df.sort_values(["request_id", "attempt"], kind="stable", ignore_index=True)

@@ -1,0 +1,149 @@
+"""Running an Experiment: ``rl.run`` (scripts and notebooks) and ``await rl.arun`` (async code).
+
+``run`` with no running loop uses an ``asyncio.Runner``, whose Ctrl-C handling cancels the
+run. Inside a running loop (a Jupyter kernel) it runs the experiment on a worker thread with
+a fresh loop of its own and waits in short slices, so an interrupt (the kernel's Stop button,
+KeyboardInterrupt) reaches it: the run is cancelled and the partial Result comes back. The
+library never patches the caller's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .config import Experiment
+from .engine import Engine
+from .errors import ConfigError
+from .result import Result
+
+__all__ = ["arun", "run"]
+
+
+class _Progress:
+    """A tqdm bar (done/total, live rate) fed with a running count; a no-op when disabled."""
+
+    def __init__(self, experiment: Experiment, enabled: bool) -> None:
+        kwargs: dict[str, Any] = {} if enabled else {"disable": True}
+        self.bar = tqdm(total=experiment.requests, desc=experiment.label, unit="req", **kwargs)
+        self.n = 0
+
+    def update_to(self, n: int) -> None:
+        if n > self.n:
+            self.bar.update(n - self.n)
+            self.n = n
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _check(experiment: object) -> Experiment:
+    if not isinstance(experiment, Experiment):
+        raise ConfigError("experiment", experiment, "must be an rl.Experiment(...)")
+    return experiment
+
+
+async def _execute(exp: Experiment, progress: _Progress | None, engine_box: list[Engine]) -> Result:
+    server = exp.target if not isinstance(exp.target, str) else None
+    started_here = server is not None and not server.running
+    if started_here:
+        server.start()
+    try:
+        base = exp.target_url
+        engine = Engine(exp, base_url=base, on_tick=progress.update_to if progress else None)
+        engine_box.append(engine)
+        store, meta = await engine.run()
+        server_log = None
+        if server is None:
+            from .server import LocalServer
+
+            server = LocalServer.find(base)
+        if server is not None:
+            server_log = server.log(t0=meta["t0_monotonic"], run=meta["run"])
+        return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
+    finally:
+        if started_here:
+            server.stop()
+
+
+async def arun(experiment: Experiment, *, progress: bool = True) -> Result:
+    """Run ``experiment`` on the current loop and return its Result (``await rl.arun(exp)``).
+
+    Cancelling the awaiting task stops the run and returns the partial Result.
+    """
+    exp = _check(experiment)
+    bar = _Progress(exp, progress)
+    try:
+        return await _execute(exp, bar, [])
+    finally:
+        bar.close()
+
+
+def run(experiment: Experiment, *, progress: bool = True) -> Result:
+    """Run ``experiment`` to the end and return its Result; works in scripts and in Jupyter.
+
+    ``progress=False`` hides the progress bar (so does ``TQDM_DISABLE=1``). An interrupt
+    (Ctrl-C, the kernel's Stop button) cancels the run and returns the partial Result, with
+    ``result.interrupted`` set and unfinished requests marked ``CancelledError``.
+    """
+    exp = _check(experiment)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        with asyncio.Runner() as runner:
+            bar = _Progress(exp, progress)
+            try:
+                return runner.run(_execute(exp, bar, []))
+            finally:
+                bar.close()
+    return _run_in_thread(exp, progress)
+
+
+def _run_in_thread(exp: Experiment, progress: bool) -> Result:
+    """Run on a worker thread with its own loop; the calling thread feeds the progress bar
+    and turns a KeyboardInterrupt into a cancellation of the run."""
+    bar = _Progress(exp, progress)
+    box: dict[str, Any] = {}
+    engines: list[Engine] = []
+    started = threading.Event()
+
+    def target() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(_execute(exp, None, engines))
+            box["loop"], box["task"] = loop, task
+            started.set()
+            box["result"] = loop.run_until_complete(task)
+        except BaseException as e:  # handed to the calling thread
+            box["error"] = e
+        finally:
+            started.set()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    thread = threading.Thread(target=target, name="ratelab-run", daemon=True)
+    thread.start()
+    try:
+        try:
+            while thread.is_alive():
+                thread.join(0.1)
+                if engines:
+                    bar.update_to(engines[0].completed)
+        except KeyboardInterrupt:
+            started.wait()
+            loop, task = box.get("loop"), box.get("task")
+            if loop is not None and task is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(task.cancel)
+            thread.join()
+        if engines:
+            bar.update_to(engines[0].completed)
+    finally:
+        bar.close()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -1,0 +1,387 @@
+"""Tests of ratelab.server: a real LocalServer on 127.0.0.1, real aiohttp / urllib clients."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from ratelab.distributions import Fixed, Uniform
+from ratelab.errors import ConfigError
+from ratelab.server import LocalServer
+
+ID = "X-Ratelab-Id"
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    with LocalServer(seed=0) as s:
+        yield s
+
+
+def sync_get(url: str, headers: dict[str, str] | None = None) -> int:
+    """GET with urllib (no event loop, no threads); returns the status."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {})) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def port_is_free(port: int) -> bool:
+    """True if a new listening socket can take ``port``. SO_REUSEADDR ignores the TIME_WAIT
+    connections a closed server leaves behind, but not a socket that is still listening."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            return False
+        return True
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_get_echoes_args_headers_origin_url(server: LocalServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        url = f"{server.url}/get?a=1&a=2&b=x"
+        async with session.get(url, headers={"x-custom-thing": "hi"}) as r:
+            assert r.status == 200
+            body = await r.json()
+    assert body["args"] == {"a": ["1", "2"], "b": "x"}
+    assert body["headers"]["X-Custom-Thing"] == "hi"  # httpbin's title case
+    assert body["origin"] == "127.0.0.1"
+    assert body["url"] == url
+
+
+@pytest.mark.asyncio
+async def test_anything_echoes_method_json_form_and_data(server: LocalServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{server.url}/anything/x/y?q=1", json={"k": [1, 2]}) as r:
+            body = await r.json()
+        assert r.status == 200
+        assert body["method"] == "POST"
+        assert body["json"] == {"k": [1, 2]}
+        assert json.loads(body["data"]) == {"k": [1, 2]}
+        assert body["args"] == {"q": "1"}
+        assert body["url"].endswith("/anything/x/y?q=1")
+        async with session.put(f"{server.url}/anything", data={"f": "v"}) as r:
+            body = await r.json()
+        assert (body["method"], body["form"], body["data"], body["json"]) == (
+            "PUT",
+            {"f": "v"},
+            "",
+            None,
+        )
+        async with session.delete(f"{server.url}/anything", data=b"\xff\x00") as r:
+            body = await r.json()
+        assert body["method"] == "DELETE"
+        assert body["data"] == "data:application/octet-stream;base64,/wA="
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/status/418", 418),
+        ("POST", "/status/503", 503),
+        ("GET", "/status/abc", 400),
+        ("GET", "/status/99", 400),
+        ("GET", "/status/600", 400),
+        ("GET", "/delay/abc", 400),
+        ("GET", "/delay/-1", 400),
+        ("GET", "/delay/nan", 400),
+        ("GET", "/bytes/abc", 400),
+        ("GET", "/nope", 404),
+        ("POST", "/get", 405),
+    ],
+)
+async def test_status_codes(server: LocalServer, method: str, path: str, status: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, server.url + path) as r:
+            assert r.status == status
+            if path.startswith("/status/") and status != 400:
+                assert await r.read() == b""
+    # every request is logged, errors included
+    assert server.log()[["path", "status"]].values.tolist() == [[path, status]]
+
+
+@pytest.mark.asyncio
+async def test_delay_bytes_uuid_headers(server: LocalServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        start = time.monotonic()
+        async with session.get(f"{server.url}/delay/0.2?a=1") as r:
+            body = await r.json()
+        assert time.monotonic() - start >= 0.2
+        assert body["args"] == {"a": "1"}
+        async with session.get(f"{server.url}/bytes/100") as r:
+            assert r.headers["Content-Type"] == "application/octet-stream"
+            assert len(await r.read()) == 100
+        async with session.get(f"{server.url}/uuid") as r:
+            assert uuid.UUID((await r.json())["uuid"]).version == 4
+        async with session.get(f"{server.url}/headers", headers={"X-Thing": "42"}) as r:
+            assert (await r.json())["headers"]["X-Thing"] == "42"
+
+
+def test_bytes_are_seeded() -> None:
+    def payload(seed: int) -> bytes:
+        with LocalServer(seed=seed) as s, urllib.request.urlopen(f"{s.url}/bytes/64") as r:
+            return r.read()
+
+    assert payload(1) == payload(1)
+    assert payload(1) != payload(2)
+
+
+# --- latency and the log -----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_fixed_latency_delays_every_request() -> None:
+    with LocalServer(latency=Fixed(0.1)) as s:
+        async with aiohttp.ClientSession() as session:
+
+            async def one(path: str) -> None:
+                async with session.get(s.url + path) as r:
+                    await r.read()
+
+            await asyncio.gather(*(one(p) for p in ["/get", "/uuid", "/nope", "/status/500"] * 3))
+        log = s.log()
+    assert len(log) == 12
+    service = log["departure_s"] - log["arrival_s"]
+    # asyncio may wake a timer up to its clock resolution (1 ns) early, hence the 1 µs slack;
+    # the upper bound is generous (0.5 s) so a loaded CI machine does not fail the test.
+    assert (service >= 0.1 - 1e-6).all()
+    assert (service < 0.1 + 0.5).all()
+
+
+@pytest.mark.asyncio
+async def test_log_rows_ids_and_monotonic_times(server: LocalServer) -> None:
+    n = 20
+    async with aiohttp.ClientSession() as session:
+
+        async def one(i: int, run: str) -> None:
+            headers = {ID: f"{run}-{i}-{1 + i % 3}"}
+            async with session.get(f"{server.url}/get", headers=headers) as r:
+                await r.read()
+
+        before = time.monotonic()
+        await asyncio.gather(*(one(i, "a1b2c3") for i in range(n)))
+        after = time.monotonic()
+        await asyncio.gather(*(one(i, "ffff") for i in range(3)))
+        async with session.get(f"{server.url}/get", headers={ID: "not-an-id"}) as r:
+            await r.read()
+        async with session.get(f"{server.url}/uuid") as r:
+            await r.read()
+
+    full = server.log()
+    assert len(full) == n + 3 + 2
+    assert list(full.columns) == ["run", "request_id", "attempt", "method", "path",
+                                  "arrival_s", "departure_s", "status", "decision"]  # fmt: skip
+    assert {c: str(t) for c, t in full.dtypes.items()} == {
+        "run": "category", "request_id": "int64", "attempt": "int16", "method": "category",
+        "path": "category", "arrival_s": "float64", "departure_s": "float64",
+        "status": "int16", "decision": "category",
+    }  # fmt: skip
+    no_id = full[full["run"] == ""]
+    assert no_id[["request_id", "attempt"]].values.tolist() == [[-1, 0], [-1, 0]]
+    assert set(full["decision"]) == {"ok"}
+
+    log = server.log(run="a1b2c3").sort_values("request_id", ignore_index=True)
+    assert log["request_id"].tolist() == list(range(n))
+    assert log["attempt"].tolist() == [1 + i % 3 for i in range(n)]
+    assert set(log["run"]) == {"a1b2c3"} and set(log["status"]) == {200}
+    assert set(log["method"]) == {"GET"} and set(log["path"]) == {"/get"}
+    # the server stamps with time.monotonic(), the same clock as the client
+    assert (log["arrival_s"] >= before).all()
+    assert (log["departure_s"] <= after).all()
+    assert (log["departure_s"] >= log["arrival_s"]).all()
+
+    shifted = server.log(t0=before, run="a1b2c3").sort_values("request_id", ignore_index=True)
+    assert shifted["arrival_s"].tolist() == pytest.approx((log["arrival_s"] - before).tolist())
+    assert shifted["departure_s"].between(0, after - before).all()
+
+    assert len(server.log(run="nope")) == 0
+    server.clear_log()
+    assert len(server.log()) == 0
+
+
+@pytest.mark.asyncio
+async def test_client_disconnect_is_logged_as_499(server: LocalServer) -> None:
+    timeout = aiohttp.ClientTimeout(total=0.2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        with pytest.raises(asyncio.TimeoutError):
+            async with session.get(f"{server.url}/delay/30", headers={ID: "cc-7-2"}) as r:
+                await r.read()
+    # the row is written when the server notices the disconnect, shortly after the timeout
+    assert server._wait_for_rows(1, timeout=10)
+    row = server.log().iloc[0]
+    assert (row["run"], row["request_id"], row["attempt"], row["status"]) == ("cc", 7, 2, 499)
+    assert row["departure_s"] - row["arrival_s"] < 10  # cancelled, not slept for 30 s
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_stop_leaves_no_thread_and_frees_the_port() -> None:
+    before = set(threading.enumerate())
+    s = LocalServer().start()
+    assert s.running and s.url == f"http://127.0.0.1:{s.port}" and s.port > 0
+    assert len(threading.enumerate()) == len(before) + 1
+    assert not port_is_free(s.port)
+    assert sync_get(f"{s.url}/get") == 200
+    s.stop()
+    s.stop()  # idempotent
+    assert not s.running
+    assert set(threading.enumerate()) == before
+    assert port_is_free(s.port)
+    with LocalServer(port=s.port) as again:  # the same port can be served again
+        assert sync_get(f"{again.url}/get") == 200
+    assert len(s.log()) == 1  # the log outlives stop()
+
+
+def test_restart_keeps_the_log() -> None:
+    s = LocalServer()
+    with s:
+        sync_get(f"{s.url}/get")
+    with s:
+        sync_get(f"{s.url}/uuid")
+    assert s.log()["path"].tolist() == ["/get", "/uuid"]
+
+
+def test_context_manager_starts_and_stops() -> None:
+    before = set(threading.enumerate())
+    with LocalServer(latency="uniform:0.01,0.02") as s:
+        assert s.running
+        assert (
+            repr(s) == f"LocalServer(url='http://127.0.0.1:{s.port}', latency=Uniform(0.01, 0.02))"
+        )
+        assert sync_get(f"{s.url}/get") == 200
+    assert not s.running
+    assert set(threading.enumerate()) == before
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{s.url}/get")
+
+
+def test_same_name_stops_the_old_server() -> None:
+    first = LocalServer(name="demo").start()
+    second = LocalServer(name="demo", latency=Uniform(0, 0.01)).start()
+    try:
+        assert not first.running and second.running
+        assert port_is_free(first.port)
+        other = LocalServer(name="other").start()
+        assert second.running and other.running
+        other.stop()
+    finally:
+        second.stop()
+
+
+def test_stop_all() -> None:
+    before = set(threading.enumerate())
+    servers = [LocalServer().start() for _ in range(3)]
+    assert all(s.running for s in servers)
+    LocalServer.stop_all()
+    assert not any(s.running for s in servers)
+    assert set(threading.enumerate()) == before
+    assert all(port_is_free(s.port) for s in servers)
+    servers[0].stop()  # still fine after stop_all
+
+
+def test_garbage_collected_server_stops() -> None:
+    before = set(threading.enumerate())
+    s = LocalServer().start()
+    port = s.port
+    del s
+    gc.collect()
+    assert set(threading.enumerate()) == before
+    assert port_is_free(port)
+
+
+def test_port_in_use_names_the_port() -> None:
+    before = set(threading.enumerate())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        s = LocalServer(port=port)
+        with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
+            s.start()
+        assert not s.running
+    assert set(threading.enumerate()) == before
+
+
+def test_serve_runs_until_ctrl_c() -> None:
+    code = "from ratelab.server import serve; serve(port=0)"
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as p:
+        try:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            url = line.split()[3]
+            assert url.startswith("http://127.0.0.1:")
+            assert sync_get(f"{url}/get") == 200
+            p.send_signal(signal.SIGINT)
+            out, _ = p.communicate(timeout=30)
+        finally:
+            p.kill()
+    assert p.returncode == 0
+    assert "stopped after 1 requests" in out
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"port": -1}, "port"),
+        ({"port": 65536}, "port"),
+        ({"port": "8080"}, "port"),
+        ({"port": 80.0}, "port"),
+        ({"port": True}, "port"),
+        ({"host": 127}, "host"),
+        ({"host": ""}, "host"),
+        ({"latency": "bogus"}, "latency"),
+        ({"latency": -0.1}, "latency"),
+        ({"latency": [0.1]}, "latency"),
+        ({"seed": -1}, "seed"),
+        ({"seed": "x"}, "seed"),
+        ({"name": 3}, "name"),
+    ],
+)
+def test_bad_config_names_the_parameter(kwargs: dict[str, object], parameter: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        LocalServer(**kwargs)  # type: ignore[arg-type]
+    assert info.value.parameter == parameter
+
+
+def test_bad_log_arguments(server: LocalServer) -> None:
+    with pytest.raises(ConfigError) as info:
+        server.log(t0="now")  # type: ignore[arg-type]
+    assert info.value.parameter == "t0"
+    with pytest.raises(ConfigError) as info:
+        server.log(run=1)  # type: ignore[arg-type]
+    assert info.value.parameter == "run"
+
+
+def test_url_needs_a_port() -> None:
+    s = LocalServer()
+    with pytest.raises(RuntimeError, match="start"):
+        _ = s.url
+    assert repr(s) == "LocalServer(host='127.0.0.1', port=0, latency=None)"
+    assert LocalServer(port=8123).url == "http://127.0.0.1:8123"
