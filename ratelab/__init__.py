@@ -1,12 +1,12 @@
 """ratelab: see how async HTTP rate limiting really behaves.
 
-    import ratelab as rl
+import ratelab as rl
 
-    with rl.LocalServer(latency=rl.Uniform(0.05, 0.2)) as server:
-        exp = rl.Experiment(target=server.url, requests=200, workers=10,
-                            strategy=rl.RateLimit(20) + rl.ConnectionLimit(10), seed=1)
-        result = rl.run(exp)      # or: result = await rl.arun(exp)
-        result.df                 # one row per request attempt
+with rl.LocalServer(latency=rl.Uniform(0.05, 0.2)) as server:
+    exp = rl.Experiment(target=server.url, requests=200, workers=10,
+                        strategy=rl.RateLimit(20) + rl.ConnectionLimit(10), seed=1)
+    result = rl.run(exp)      # or: result = await rl.arun(exp)
+    result.df                 # one row per request attempt
 """
 
 from __future__ import annotations
