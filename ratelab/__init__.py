@@ -11,9 +11,19 @@ with rl.LocalServer(latency=rl.Uniform(0.05, 0.2)) as server:
 
 from __future__ import annotations
 
+from .analysis import WindowStats, concurrency, latency, phase_means, summary, throughput, windows
 from .config import Arrivals, Constant, Experiment, Poisson
 from .distributions import Distribution, Exponential, Fixed, LogNormal, Uniform
 from .errors import ConfigError, RatelabError, ResultFileError
+from .plots import (
+    compare,
+    dashboard,
+    plot_concurrency,
+    plot_latency,
+    plot_throughput,
+    plot_timeline,
+    plot_waits,
+)
 from .result import Result
 from .runner import arun, run
 from .server import LocalServer, serve
@@ -41,8 +51,22 @@ __all__ = [
     "Strategy",
     "Uniform",
     "Unlimited",
+    "WindowStats",
     "__version__",
     "arun",
+    "compare",
+    "concurrency",
+    "dashboard",
+    "latency",
+    "phase_means",
+    "plot_concurrency",
+    "plot_latency",
+    "plot_throughput",
+    "plot_timeline",
+    "plot_waits",
     "run",
     "serve",
+    "summary",
+    "throughput",
+    "windows",
 ]
