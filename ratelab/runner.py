@@ -57,10 +57,6 @@ async def _execute(exp: Experiment, progress: _Progress | None, engine_box: list
         engine_box.append(engine)
         store, meta = await engine.run()
         server_log = None
-        if server is None:
-            from .server import LocalServer
-
-            server = LocalServer.find(base)
         if server is not None:
             server_log = server.log(t0=meta["t0_monotonic"], run=meta["run"])
         return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
@@ -109,6 +105,8 @@ def _run_in_thread(exp: Experiment, progress: bool) -> Result:
     box: dict[str, Any] = {}
     engines: list[Engine] = []
     started = threading.Event()
+    finished = threading.Event()  # waited on instead of thread.join(): on 3.11 an interrupt
+    # inside join() can mark a live thread as stopped (the bpo-45274 workaround)
 
     def target() -> None:
         loop = asyncio.new_event_loop()
@@ -125,13 +123,13 @@ def _run_in_thread(exp: Experiment, progress: bool) -> Result:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
+                finished.set()
 
     thread = threading.Thread(target=target, name="ratelab-run", daemon=True)
     thread.start()
     try:
         try:
-            while thread.is_alive():
-                thread.join(0.1)
+            while not finished.wait(0.1):
                 if engines:
                     bar.update_to(engines[0].completed)
         except KeyboardInterrupt:
@@ -139,7 +137,7 @@ def _run_in_thread(exp: Experiment, progress: bool) -> Result:
             loop, task = box.get("loop"), box.get("task")
             if loop is not None and task is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(task.cancel)
-            thread.join()
+            finished.wait()
         if engines:
             bar.update_to(engines[0].completed)
     finally:

@@ -1,0 +1,302 @@
+"""The engine against the real LocalServer on 127.0.0.1: counts, statuses and bounds that
+must always hold. Where a bound has a tolerance, the comment says why."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import socket
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ratelab as rl
+from ratelab.records import COLUMNS, ERROR_CANCELLED, TIME_COLUMNS
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _max_overlap(starts: np.ndarray, ends: np.ndarray) -> int:
+    """Largest number of [start, end) intervals open at once."""
+    t = np.concatenate([starts, ends])
+    d = np.concatenate([np.ones(len(starts)), -np.ones(len(ends))])
+    order = np.lexsort((d, t))  # ends (-1) before starts (+1) at equal times
+    return int(np.cumsum(d[order]).max())
+
+
+def test_frame_has_the_documented_schema_and_ordered_times(server: rl.LocalServer) -> None:
+    exp = rl.Experiment(
+        target=server, requests=30, workers=5, think_time=rl.Uniform(0.0, 0.01), seed=3,
+        strategy=rl.RateLimit(100) + rl.ConnectionLimit(2),
+    )  # fmt: skip
+    df = rl.run(exp, progress=False).df
+    assert list(df.columns) == list(COLUMNS)
+    for name, (dtype, _, _) in COLUMNS.items():
+        assert str(df[name].dtype) == dtype, name
+    assert sorted(df.request_id) == list(range(30))
+    assert (df.status == 200).all() and df.error.isna().all()
+    t = df[[c for c in TIME_COLUMNS if not c.startswith("pool_")]].to_numpy()
+    assert (np.diff(t, axis=1) >= 0).all(), "each request's stamps must be in life order"
+    assert set(df.worker) <= set(range(5))
+    # think time happened between dequeue and ready, and it is the seeded draw
+    think = df.ready_s - df.dequeued_s
+    assert (think >= 0).all() and think.max() <= 0.01 + 0.01  # asyncio timers wake late, not early
+
+
+def test_server_log_joins_the_client_rows_on_one_clock(server: rl.LocalServer) -> None:
+    result = rl.run(rl.Experiment(target=server, requests=20, workers=4), progress=False)
+    log = result.server_log
+    assert log is not None and len(log) == 20
+    joined = result.df.merge(log, on=["request_id", "attempt"], suffixes=("", "_server"))
+    assert len(joined) == 20
+    # same monotonic clock: the server saw each request after the client sent it and
+    # answered before the client got the headers
+    assert (joined.arrival_s >= joined.sent_s).all()
+    assert (joined.departure_s <= joined.headers_s).all()
+    assert (joined.status == joined.status_server).all()
+
+
+def test_connection_limit_caps_what_the_server_sees(fresh_server) -> None:
+    srv = fresh_server(latency=rl.Fixed(0.05))
+    exp = rl.Experiment(
+        target=srv, requests=40, workers=12, strategy=rl.ConnectionLimit(3), seed=1
+    )
+    result = rl.run(exp, progress=False)
+    log = result.server_log
+    assert len(log) == 40
+    assert _max_overlap(log.arrival_s.to_numpy(), log.departure_s.to_numpy()) == 3
+    # with 12 workers and 3 connections, requests waited for the pool and it was recorded
+    waited = result.df.pool_queued_s.notna()
+    assert waited.sum() > 0
+    assert (result.df.pool_acquired_s[waited] >= result.df.pool_queued_s[waited]).all()
+    assert (result.df.sent_s[waited] == result.df.pool_acquired_s[waited]).all()
+
+
+def test_unlimited_is_really_unlimited(fresh_server) -> None:
+    srv = fresh_server(latency=rl.Fixed(0.2))
+    result = rl.run(
+        rl.Experiment(target=srv, requests=120, workers=120, strategy=rl.Unlimited()),
+        progress=False,
+    )
+    log = result.server_log
+    # aiohttp's default connector would cap this at 100
+    assert _max_overlap(log.arrival_s.to_numpy(), log.departure_s.to_numpy()) == 120
+
+
+def test_failures_are_rows_never_a_crash(fresh_server) -> None:
+    srv = fresh_server()
+    exp = rl.Experiment(
+        target=srv,
+        endpoints={"/status/500": 1, "/delay/3": 1, "/get": 1},
+        requests=30, workers=30, timeout_s=0.3, seed=2,
+    )  # fmt: skip
+    df = rl.run(exp, progress=False).df
+    assert len(df) == 30 and sorted(df.request_id) == list(range(30))
+    by_ep = df.groupby("endpoint", observed=True)
+    assert (by_ep.get_group("/status/500").status == 500).all()
+    slow = by_ep.get_group("/delay/3")
+    assert (slow.error == "TimeoutError").all() and (slow.status == 0).all()
+    # the timeout fired at ~0.3 s: never before, and well before the 3 s answer
+    assert ((slow.done_s - slow.sent_s) >= 0.3 - 1e-3).all()
+    assert ((slow.done_s - slow.sent_s) < 2.0).all()
+    assert (by_ep.get_group("/get").status == 200).all()
+
+
+def test_refused_target_gives_a_row_per_request() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    df = rl.run(rl.Experiment(target=url, requests=7, workers=3), progress=False).df
+    assert len(df) == 7
+    assert (df.error == "ConnectionRefusedError").all()
+    assert (df.status == 0).all() and df.done_s.notna().all()
+
+
+def test_one_experiment_runs_again_and_again(server: rl.LocalServer) -> None:
+    exp = rl.Experiment(target=server, requests=25, workers=5, strategy=rl.RateLimit(200))
+    first = rl.run(exp, progress=False)
+    second = rl.run(exp, progress=False)
+    assert (first.df.status == 200).all() and (second.df.status == 200).all()
+    assert first.meta["run"] != second.meta["run"]
+    # the second run got a fresh limiter: its burst of 25 (< 200) was admitted at once
+    assert second.df.admitted_s.max() < 0.1
+
+
+def test_burst_free_limit_holds_on_the_real_clock(server: rl.LocalServer) -> None:
+    exp = rl.Experiment(
+        target=server, requests=12, workers=12, strategy=rl.RateLimit(1, per_s=0.05)
+    )
+    sent = np.sort(rl.run(exp, progress=False).df.admitted_s.to_numpy())
+    # aiolimiter only ever wakes late, so admissions are >= 50 ms apart (float slack 1 µs)
+    assert np.diff(sent).min() >= 0.05 - 1e-6
+
+
+def test_a_local_server_target_is_started_and_stopped_by_the_run() -> None:
+    srv = rl.LocalServer()
+    result = rl.run(rl.Experiment(target=srv, requests=5, workers=2), progress=False)
+    assert (result.df.status == 200).all()
+    assert result.server_log is not None and len(result.server_log) == 5
+    assert not srv.running
+
+
+def test_open_loop_shows_queueing_delay_when_arrivals_outrun_the_limit(
+    server: rl.LocalServer,
+) -> None:
+    exp = rl.Experiment(
+        target=server, requests=40, workers=40,
+        arrivals=rl.Constant(80), strategy=rl.RateLimit(1, per_s=0.025),
+    )  # fmt: skip
+    df = rl.run(exp, progress=False).df
+    np.testing.assert_allclose(df.scheduled_s, np.arange(40) / 80)
+    # a producer never enqueues early
+    assert (df.dequeued_s >= df.scheduled_s - 1e-9).all()
+    # arrivals at 80/s, admissions at 40/s: the k-th request waits ~k/80 s longer each time
+    wait = (df.admitted_s - df.scheduled_s).to_numpy()
+    assert wait[-1] > 0.4  # theory: 39/40 - 39/80 = 0.4875 s
+    assert wait[-5:].mean() > wait[:5].mean() + 0.3
+
+
+def test_poisson_arrivals_are_seeded() -> None:
+    a = rl.Poisson(10).times(np.random.default_rng(1), 50)
+    b = rl.Poisson(10).times(np.random.default_rng(1), 50)
+    assert (a == b).all() and a[0] == 0 and (np.diff(a) > 0).all()
+    assert 2.0 < a[-1] < 10.0  # 49 gaps of mean 0.1 s
+
+
+@pytest.mark.asyncio
+async def test_run_works_inside_a_running_loop(server: rl.LocalServer) -> None:
+    asyncio.get_running_loop()  # as in a Jupyter cell
+    result = rl.run(rl.Experiment(target=server, requests=10, workers=3), progress=False)
+    assert len(result.df) == 10 and (result.df.status == 200).all()
+    result2 = await rl.arun(
+        rl.Experiment(target=server, requests=10, workers=3), progress=False
+    )
+    assert (result2.df.status == 200).all()
+
+
+def _wait_until_seen(server: rl.LocalServer, n: int) -> None:
+    assert server._wait_for_rows(n, timeout=10), f"server never saw {n} requests"
+
+
+@pytest.mark.asyncio
+async def test_cancelling_arun_returns_a_partial_result(fresh_server) -> None:
+    srv = fresh_server()
+    exp = rl.Experiment(
+        target=srv, endpoints={"/get": 1, "/delay/30": 1}, requests=40, workers=4, seed=5
+    )
+    task = asyncio.create_task(rl.arun(exp, progress=False))
+    while len(srv.log()) < 3:  # wait for real progress (an event, not a settle-sleep)
+        await asyncio.sleep(0.005)
+    task.cancel()
+    result = await asyncio.wait_for(task, timeout=1.0)  # within a second
+    df = result.df
+    assert result.interrupted
+    assert len(df) == 40, "every request has a row, ran or not"
+    cancelled = df.error == ERROR_CANCELLED
+    assert cancelled.sum() > 0 and (df.status[~cancelled] == 200).all()
+    assert (df.worker[cancelled & df.dequeued_s.isna()] == -1).all()
+
+
+def test_keyboard_interrupt_in_a_notebook_style_run_returns_a_partial_result(fresh_server) -> None:
+    srv = fresh_server()
+    # 40 requests of 0.2 s on 2 workers: 4 s if nothing stops it
+    exp = rl.Experiment(target=srv, endpoints="/delay/0.2", requests=40, workers=2)
+
+    def interrupt_when_busy() -> None:
+        _wait_until_seen(srv, 1)
+        _thread.interrupt_main()  # what the kernel's Stop button does
+
+    async def main() -> rl.Result:
+        threading.Thread(target=interrupt_when_busy, daemon=True).start()
+        return rl.run(exp, progress=False)  # inside a running loop -> worker-thread runner
+
+    # a plain running loop, like ipykernel's: SIGINT raises KeyboardInterrupt in the main thread
+    loop = asyncio.new_event_loop()
+    try:
+        result = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert result.interrupted
+    assert len(result.df) == 40
+    cancelled = result.df.error == ERROR_CANCELLED
+    assert cancelled.sum() > 0
+    assert (result.df.status[~cancelled] == 200).all()
+    # it stopped within a second of the interrupt, long before the 4 s the run needed
+    assert result.df.done_s.max() < 2.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"workers": 0}, "workers"),
+        ({"workers": 2.5}, "workers"),
+        ({"requests": -1}, "requests"),
+        ({"target": "ftp://example.org"}, "target"),
+        ({"target": "127.0.0.1:8080"}, "target"),
+        ({"target": 42}, "target"),
+        ({"endpoints": {"/get": -1.0}}, "endpoints['/get']"),
+        ({"endpoints": {"/get": 0, "/uuid": 0}}, "endpoints"),
+        ({"endpoints": {"get": 1.0}}, "endpoints"),
+        ({"endpoints": {}}, "endpoints"),
+        ({"strategy": "fast"}, "strategy"),
+        ({"strategy": 20}, "strategy"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"think_time": -1}, "think_time"),
+        ({"arrivals": 5}, "arrivals"),
+        ({"method": "FETCH"}, "method"),
+    ],
+)
+def test_bad_experiment_input_names_the_parameter(kwargs: dict, parameter: str) -> None:
+    args = {"target": "http://127.0.0.1:1", **kwargs}
+    with pytest.raises(rl.ConfigError) as info:
+        rl.Experiment(**args)
+    assert info.value.parameter == parameter
+    assert str(info.value).startswith(f"{parameter}=")
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("make", "parameter"),
+    [
+        (lambda: rl.RateLimit(0), "RateLimit(max_rate)"),
+        (lambda: rl.RateLimit(-5), "RateLimit(max_rate)"),
+        (lambda: rl.RateLimit(20, per_s=0), "RateLimit(per_s)"),
+        (lambda: rl.RateLimit(float("nan")), "RateLimit(max_rate)"),
+        (lambda: rl.ConnectionLimit(0), "ConnectionLimit(limit)"),
+        (lambda: rl.ConnectionLimit(2, per_host=-1), "ConnectionLimit(per_host)"),
+        (lambda: rl.Concurrency(0), "Concurrency(n)"),
+        (lambda: rl.Concurrency(2, endpoint="get"), "Concurrency(endpoint)"),
+        (lambda: rl.Uniform(-0.1, 0.2), "Uniform(low_s)"),
+        (lambda: rl.Uniform(0.3, 0.2), "Uniform(high_s)"),
+        (lambda: rl.Fixed(-1), "Fixed(s)"),
+        (lambda: rl.Exponential(0), "Exponential(mean)"),
+        (lambda: rl.LogNormal(-1, 0.5), "LogNormal(median)"),
+        (lambda: rl.Constant(0), "Constant(rate_per_s)"),
+        (lambda: rl.Poisson(-2), "Poisson(rate_per_s)"),
+    ],
+)
+def test_bad_strategy_and_distribution_input(make, parameter: str) -> None:
+    with pytest.raises(rl.ConfigError) as info:
+        make()
+    assert info.value.parameter == parameter
+
+
+def test_run_rejects_what_is_not_an_experiment() -> None:
+    with pytest.raises(rl.ConfigError, match="experiment"):
+        rl.run({"target": "http://127.0.0.1:1"})  # type: ignore[arg-type]
+
+
+def test_endpoints_accept_a_plain_path_and_weights_pick_the_mix(server: rl.LocalServer) -> None:
+    assert dict(rl.Experiment(target=server, endpoints="/uuid").endpoints) == {"/uuid": 1.0}
+    exp = rl.Experiment(
+        target=server, endpoints={"/get": 3, "/uuid": 1, "/headers": 0}, requests=400,
+        workers=20, seed=7,
+    )  # fmt: skip
+    counts = pd.Series(rl.run(exp, progress=False).df.endpoint).value_counts()
+    assert counts.get("/headers", 0) == 0
+    assert 0.65 < counts["/get"] / 400 < 0.85  # binomial(400, 0.75): 0.75 ± 4.6 sd
