@@ -65,9 +65,7 @@ def test_server_log_joins_the_client_rows_on_one_clock(server: rl.LocalServer) -
 
 def test_connection_limit_caps_what_the_server_sees(fresh_server) -> None:
     srv = fresh_server(latency=rl.Fixed(0.05))
-    exp = rl.Experiment(
-        target=srv, requests=40, workers=12, strategy=rl.ConnectionLimit(3), seed=1
-    )
+    exp = rl.Experiment(target=srv, requests=40, workers=12, strategy=rl.ConnectionLimit(3), seed=1)
     result = rl.run(exp, progress=False)
     log = result.server_log
     assert len(log) == 40
@@ -173,9 +171,7 @@ async def test_run_works_inside_a_running_loop(server: rl.LocalServer) -> None:
     asyncio.get_running_loop()  # as in a Jupyter cell
     result = rl.run(rl.Experiment(target=server, requests=10, workers=3), progress=False)
     assert len(result.df) == 10 and (result.df.status == 200).all()
-    result2 = await rl.arun(
-        rl.Experiment(target=server, requests=10, workers=3), progress=False
-    )
+    result2 = await rl.arun(rl.Experiment(target=server, requests=10, workers=3), progress=False)
     assert (result2.df.status == 200).all()
 
 
