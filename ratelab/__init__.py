@@ -27,11 +27,22 @@ from .plots import (
 from .result import Result
 from .runner import arun, run
 from .server import LocalServer, serve
-from .strategies import Concurrency, ConnectionLimit, RateLimit, Strategy, Unlimited
+from .strategies import (
+    Adaptive,
+    Concurrency,
+    ConnectionLimit,
+    RateLimit,
+    Retry,
+    SlidingWindow,
+    Strategy,
+    TokenBucket,
+    Unlimited,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adaptive",
     "Arrivals",
     "Concurrency",
     "ConfigError",
@@ -48,7 +59,10 @@ __all__ = [
     "RatelabError",
     "Result",
     "ResultFileError",
+    "Retry",
+    "SlidingWindow",
     "Strategy",
+    "TokenBucket",
     "Uniform",
     "Unlimited",
     "WindowStats",

@@ -16,6 +16,7 @@ Every value is checked when the Experiment is built; a bad one raises
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -89,6 +90,22 @@ class Poisson(Arrivals):
         return f"Poisson({self.rate_per_s:g})"
 
 
+#: Against a host that is not loopback, ratelab refuses more than this unless ``polite=False``.
+POLITE_MAX_REQUESTS = 100
+POLITE_MAX_RATE_PER_S = 5.0
+
+
+def is_loopback(url: str) -> bool:
+    """Whether the URL's host is this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _ARRIVALS: dict[str, type[Arrivals]] = {"Constant": Constant, "Poisson": Poisson}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -152,6 +169,7 @@ class Experiment:
     method: str = "GET"
     seed: int | None = None
     name: str | None = None
+    polite: bool = True
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -182,6 +200,33 @@ class Experiment:
             integer("seed", self.seed, minimum=0)
         if self.name is not None and not isinstance(self.name, str):
             raise ConfigError("name", self.name, "must be a string or None")
+        if not isinstance(self.polite, bool):
+            raise ConfigError("polite", self.polite, "must be True or False")
+        if self.polite:
+            self._check_polite()
+
+    def _check_polite(self) -> None:
+        """Against a host that is not this machine, stay modest unless told otherwise."""
+        if not isinstance(self.target, str) or is_loopback(self.target):
+            return
+        opt_in = "pass polite=False to opt in to more (be sure the host allows it)"
+        if self.requests > POLITE_MAX_REQUESTS:
+            raise ConfigError(
+                "requests", self.requests,
+                f"{self.target} is not this machine: at most {POLITE_MAX_REQUESTS} requests "
+                f"by default", opt_in[0].upper() + opt_in[1:],
+            )  # fmt: skip
+        rates = [r for r in (self.strategy.rate_limit_per_s,) if r is not None]
+        if self.arrivals is not None:
+            rates.append(self.arrivals.rate_per_s)
+        if not rates or min(rates) > POLITE_MAX_RATE_PER_S:
+            raise ConfigError(
+                "strategy", self.strategy,
+                f"{self.target} is not this machine: by default ratelab sends at most "
+                f"{POLITE_MAX_RATE_PER_S:g} requests/s to it, so the strategy must include a "
+                f"rate limit such as rl.RateLimit({POLITE_MAX_RATE_PER_S:g}) or lower",
+                f"Or {opt_in}",
+            )  # fmt: skip
 
     @property
     def label(self) -> str:
@@ -213,6 +258,7 @@ class Experiment:
             "method": self.method,
             "seed": self.seed,
             "name": self.name,
+            "polite": self.polite,
         }
 
     @classmethod

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import random
 import secrets
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from importlib.metadata import version
 from types import SimpleNamespace
 from typing import Any
@@ -28,7 +30,7 @@ import numpy as np
 from .config import Experiment
 from .records import ERROR_CANCELLED, RecordStore
 
-__all__ = ["ID_HEADER", "Engine", "error_name"]
+__all__ = ["ID_HEADER", "Engine", "error_name", "parse_retry_after"]
 
 #: The header that carries ``"{run}-{request_id}-{attempt}"`` so the server log joins the rows.
 ID_HEADER = "X-Ratelab-Id"
@@ -44,6 +46,20 @@ def error_name(exc: BaseException) -> str:
         if type(cause) is not OSError:
             return type(cause).__name__
     return type(exc).__name__
+
+
+def parse_retry_after(value: str) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110)."""
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _versions() -> dict[str, str]:
@@ -93,6 +109,8 @@ class Engine:
         exp = self.experiment
         built = exp.strategy.build()
         self.guards = built.guards
+        self.retry = built.retry
+        self.retry_rng = random.Random(exp.seed)
         started_at = datetime.now(UTC).isoformat()
         wall0 = time.perf_counter()
         trace_configs = []
@@ -148,6 +166,10 @@ class Engine:
             "target": self.base_url,
             "python_executable": sys.executable,
         }
+        for g in self.guards:  # an Adaptive strategy's rate over time, on the run clock
+            history = getattr(g, "history", None)
+            if history is not None:
+                meta["adaptive_rate"] = [(t - self.t0, r) for t, r in history]
         return self.store, meta
 
     def _mark_unfinished(self) -> None:
@@ -179,14 +201,30 @@ class Engine:
 
     async def _worker(self, wid: int) -> None:
         q = self.queue
+        retry = self.retry
         while True:
             row = await q.get()
             try:
-                await self._attempt(wid, row, 1)
+                pause = self.think_s[row] if self.think_s is not None else 0.0
+                status, error, retry_after = await self._attempt(wid, row, 1, pause)
+                attempt = 1
+                while (
+                    retry is not None
+                    and attempt < retry.max_attempts
+                    and retry.should_retry(status, error)
+                ):
+                    pause = retry.backoff(attempt, retry_after, self.retry_rng.random())
+                    attempt += 1
+                    row = self.store.new_row(row, attempt)
+                    status, error, retry_after = await self._attempt(wid, row, attempt, pause)
             finally:
                 q.task_done()
 
-    async def _attempt(self, wid: int, row: int, attempt: int) -> None:
+    async def _attempt(
+        self, wid: int, row: int, attempt: int, pause_s: float
+    ) -> tuple[int, str | None, float | None]:
+        """One attempt, recorded in ``row``: pause (think time, or a retry's backoff), guards,
+        request. Returns (status, error, Retry-After seconds if the server sent one)."""
         s = self.store
         now = self.loop.time
         t0 = self.t0
@@ -194,13 +232,14 @@ class Engine:
         endpoint = self.endpoints[code]
         s.worker[row] = wid
         s.dequeued_s[row] = now() - t0
-        if self.think_s is not None and attempt == 1:
-            await asyncio.sleep(self.think_s[row])
+        if pause_s > 0:
+            await asyncio.sleep(pause_s)
         s.ready_s[row] = now() - t0
         guards = self.guards
         held = 0
         status = 0
         error: str | None = None
+        retry_after: float | None = None
         try:
             for g in guards:
                 await g.acquire(endpoint)
@@ -218,6 +257,8 @@ class Engine:
                 s.headers_s[row] = now() - t0
                 status = resp.status
                 s.status[row] = status
+                if status >= 400 and "Retry-After" in resp.headers:
+                    retry_after = parse_retry_after(resp.headers["Retry-After"])
                 body = await resp.read()
             s.bytes[row] = len(body)
         except asyncio.CancelledError:
@@ -233,6 +274,7 @@ class Engine:
             self.completed += 1
         for g in guards:
             g.observe(status, error)
+        return status, error, retry_after
 
     def _pool_trace(self) -> aiohttp.TraceConfig:
         """Stamp pool waits from aiohttp's trace signals (tagged with the row index)."""

@@ -252,7 +252,7 @@ def _draw_throughput(
                         linestyle="-" if kind == "sent" else (0, (4, 2)), label=name,
                         gid="run" if kind == "sent" else "run_sent")  # fmt: skip
         strategy = _strategy(res)
-        rate = getattr(strategy, "rate_per_s", None)
+        rate = getattr(strategy, "rate_limit_per_s", None)
         if rate is not None:
             _hline(ax, "rate_limit", float(rate), f"rate limit {rate:g}/s", drawn)
     ax.set_xlabel(_TIME_LABEL)
@@ -266,7 +266,7 @@ def plot_throughput(
     """Requests per second over time, one step line per run (bins of ``window_s`` s).
 
     ``kind``: ``"done"`` (attempts completed, failures included), ``"sent"``, or
-    ``"both"`` (sent as a thin dashed line). A run whose strategy has a ``rate_per_s``
+    ``"both"`` (sent as a thin dashed line). A run whose strategy has a ``rate_limit_per_s``
     gets a dashed horizontal line at that rate, labelled e.g. ``"rate limit 20/s"``.
     """
     if kind not in ("done", "sent", "both"):

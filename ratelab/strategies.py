@@ -88,6 +88,7 @@ class Built:
     guards: tuple[Guard, ...]
     limit: int  # TCPConnector(limit=...); 0 = unlimited
     limit_per_host: int  # TCPConnector(limit_per_host=...); 0 = unlimited
+    retry: Retry | None = None  # how failed attempts are retried (None: never)
 
 
 class Strategy:
@@ -113,16 +114,22 @@ class Strategy:
     def build(self) -> Built:
         """Build the guards and connector limits for one run. Call inside the running loop."""
         guards = tuple(g for g in (part._guard() for part in self.parts) if g is not None)
-        return Built(guards, *self.build_limits())
+        retries = [p for p in self.parts if isinstance(p, Retry)]
+        return Built(guards, *self.build_limits(), retry=retries[-1] if retries else None)
 
     def _guard(self) -> Guard | None:
         return None
 
+    @property
+    def steady_rate_per_s(self) -> float | None:
+        """The long-run rate this single strategy allows (None: it does not bound the rate)."""
+        return None
+
     # What the strategy bounds, for plots and checks (None: not bounded).
     @property
-    def rate_per_s(self) -> float | None:
+    def rate_limit_per_s(self) -> float | None:
         """The tightest steady rate any RateLimit part allows, in requests per second."""
-        rates = [p.max_rate / p.per_s for p in self.parts if isinstance(p, RateLimit)]
+        rates = [p.steady_rate_per_s for p in self.parts if p.steady_rate_per_s is not None]
         return min(rates) if rates else None
 
     @property
@@ -184,6 +191,10 @@ class RateLimit(Strategy):
     def _guard(self) -> Guard:
         return _LimiterGuard(AsyncLimiter(self.max_rate, self.per_s))
 
+    @property
+    def steady_rate_per_s(self) -> float:
+        return self.max_rate / self.per_s
+
     def __repr__(self) -> str:
         per = "" if self.per_s == 1.0 else f", per_s={self.per_s:g}"
         return f"RateLimit({self.max_rate:g}{per})"
@@ -229,6 +240,160 @@ class Concurrency(Strategy):
     def __repr__(self) -> str:
         ep = f", endpoint={self.endpoint!r}" if self.endpoint is not None else ""
         return f"Concurrency({self.n}{ep})"
+
+
+@dataclass(frozen=True, repr=False)
+class TokenBucket(Strategy):
+    """A token bucket: ``burst`` tokens, full at the start, refilled at ``rate_per_s``; each
+    request takes a token or waits for one. ``TokenBucket(20, burst=1)`` is burst-free."""
+
+    rate_per_s: float
+    burst: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "rate_per_s", positive_number("TokenBucket(rate_per_s)", self.rate_per_s)
+        )
+        burst = positive_number("TokenBucket(burst)", self.burst)
+        if burst < 1:
+            raise ConfigError("TokenBucket(burst)", self.burst, "must be >= 1 (one request)")
+        object.__setattr__(self, "burst", burst)
+
+    def _guard(self) -> Guard:
+        from .limiters import TokenBucketGuard
+
+        return TokenBucketGuard(self.rate_per_s, self.burst)
+
+    @property
+    def steady_rate_per_s(self) -> float:
+        return self.rate_per_s
+
+    def __repr__(self) -> str:
+        return f"TokenBucket({self.rate_per_s:g}, burst={self.burst:g})"
+
+
+@dataclass(frozen=True, repr=False)
+class SlidingWindow(Strategy):
+    """At most ``limit`` requests in ANY window of ``window_s`` seconds (an exact sliding
+    log): the client-side twin of a strict server counter."""
+
+    limit: int
+    window_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        integer("SlidingWindow(limit)", self.limit, minimum=1)
+        object.__setattr__(
+            self, "window_s", positive_number("SlidingWindow(window_s)", self.window_s)
+        )
+
+    def _guard(self) -> Guard:
+        from .limiters import SlidingWindowGuard
+
+        return SlidingWindowGuard(self.limit, self.window_s)
+
+    @property
+    def steady_rate_per_s(self) -> float:
+        return self.limit / self.window_s
+
+    def __repr__(self) -> str:
+        w = "" if self.window_s == 1.0 else f", window_s={self.window_s:g}"
+        return f"SlidingWindow({self.limit}{w})"
+
+
+@dataclass(frozen=True, repr=False)
+class Adaptive(Strategy):
+    """AIMD pacing that reacts to the server: requests are spaced ``1 / rate`` apart; a
+    429 or 503 multiplies the rate by ``decrease`` (at most once per ``cooldown_s``), every
+    success adds ``increase / rate`` (about ``+increase`` per second while all goes well).
+    The rate's history is in ``result.meta["adaptive_rate"]``."""
+
+    start_rate: float = 10.0
+    min_rate: float = 1.0
+    max_rate: float = 1000.0
+    increase: float = 1.0
+    decrease: float = 0.5
+    cooldown_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("start_rate", "min_rate", "max_rate", "increase", "cooldown_s"):
+            positive_number(f"Adaptive({name})", getattr(self, name), allow_zero=name != "min_rate")
+        if not self.min_rate <= self.start_rate <= self.max_rate:
+            raise ConfigError(
+                "Adaptive(start_rate)", self.start_rate,
+                f"must lie between min_rate={self.min_rate:g} and max_rate={self.max_rate:g}",
+            )  # fmt: skip
+        d = positive_number("Adaptive(decrease)", self.decrease)
+        if d >= 1:
+            raise ConfigError("Adaptive(decrease)", self.decrease, "must be in (0, 1)")
+
+    def _guard(self) -> Guard:
+        from .limiters import AdaptiveGuard
+
+        return AdaptiveGuard(
+            self.start_rate, minimum=self.min_rate, maximum=self.max_rate,
+            increase=self.increase, decrease=self.decrease, cooldown_s=self.cooldown_s,
+            backoff_statuses=frozenset({429, 503}),
+        )  # fmt: skip
+
+    @property
+    def steady_rate_per_s(self) -> float | None:
+        return None  # it floats: that is the point
+
+    def __repr__(self) -> str:
+        return f"Adaptive(start_rate={self.start_rate:g}, max_rate={self.max_rate:g})"
+
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+@dataclass(frozen=True, repr=False)
+class Retry(Strategy):
+    """Retry failed attempts: up to ``max_attempts`` in all, after an exponential backoff
+    (``backoff_s * 2**(attempt-1)``, capped at ``max_backoff_s``, with full jitter unless
+    ``jitter=False``); with ``honor_retry_after`` a server's ``Retry-After`` sets the wait.
+    Retried: the ``statuses`` and every exception but cancellation. Each attempt is its
+    own row (``attempt`` 1, 2, ...); for a retry, dequeued_s → ready_s is the backoff."""
+
+    max_attempts: int = 3
+    backoff_s: float = 0.1
+    max_backoff_s: float = 10.0
+    jitter: bool = True
+    honor_retry_after: bool = True
+    statuses: tuple[int, ...] = RETRY_STATUSES
+
+    def __post_init__(self) -> None:
+        integer("Retry(max_attempts)", self.max_attempts, minimum=1)
+        positive_number("Retry(backoff_s)", self.backoff_s, allow_zero=True)
+        positive_number("Retry(max_backoff_s)", self.max_backoff_s, allow_zero=True)
+        for name in ("jitter", "honor_retry_after"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"Retry({name})", getattr(self, name), "must be True or False")
+        try:
+            statuses = tuple(int(x) for x in self.statuses)  # type: ignore[union-attr]
+        except (TypeError, ValueError) as e:
+            raise ConfigError("Retry(statuses)", self.statuses, "must be HTTP status codes") from e
+        if not all(100 <= x <= 599 for x in statuses):
+            raise ConfigError("Retry(statuses)", self.statuses, "must be codes in 100..599")
+        object.__setattr__(self, "statuses", statuses)
+
+    def should_retry(self, status: int, error: str | None) -> bool:
+        """Whether an attempt with this outcome is retried (attempts left aside)."""
+        return error is not None or status in self.statuses
+
+    def backoff(self, attempt: int, retry_after_s: float | None, u: float) -> float:
+        """Seconds to wait before attempt ``attempt + 1``; ``u`` is a uniform draw in [0, 1)."""
+        if self.honor_retry_after and retry_after_s is not None:
+            return retry_after_s
+        cap = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        return cap * u if self.jitter else cap
+
+    def __repr__(self) -> str:
+        parts = [f"max_attempts={self.max_attempts}", f"backoff_s={self.backoff_s:g}"]
+        if not self.honor_retry_after:
+            parts.append("honor_retry_after=False")
+        if not self.jitter:
+            parts.append("jitter=False")
+        return f"Retry({', '.join(parts)})"
 
 
 @dataclass(frozen=True, repr=False)

@@ -296,3 +296,77 @@ def test_endpoints_accept_a_plain_path_and_weights_pick_the_mix(server: rl.Local
     counts = pd.Series(rl.run(exp, progress=False).df.endpoint).value_counts()
     assert counts.get("/headers", 0) == 0
     assert 0.65 < counts["/get"] / 400 < 0.85  # binomial(400, 0.75): 0.75 ± 4.6 sd
+
+
+def test_retry_makes_a_row_per_attempt_with_the_backoff_recorded(server: rl.LocalServer) -> None:
+    exp = rl.Experiment(
+        target=server, endpoints={"/status/503": 1, "/get": 1}, requests=20, workers=5, seed=4,
+        strategy=rl.Retry(max_attempts=3, backoff_s=0.05, jitter=False),
+    )  # fmt: skip
+    df = rl.run(exp, progress=False).df
+    failing = df[df.endpoint == "/status/503"]
+    ok = df[df.endpoint == "/get"]
+    n_fail = failing.request_id.nunique()
+    assert n_fail > 0 and len(failing) == 3 * n_fail  # every failing request tried 3 times
+    assert sorted(failing.attempt.unique()) == [1, 2, 3]
+    assert (ok.attempt == 1).all() and (ok.status == 200).all()  # successes are not retried
+    # the backoff of attempt k+1 is 0.05 * 2**(k-1), recorded as dequeued -> ready
+    backoff = (failing.ready_s - failing.dequeued_s).groupby(failing.attempt).min()
+    assert backoff[2] >= 0.05 - 1e-6 and backoff[3] >= 0.10 - 1e-6
+    assert backoff[2] < 0.05 + 0.05 and backoff[3] < 0.10 + 0.05  # timers wake a little late
+    # attempts of one request follow each other
+    for _, g in failing.groupby("request_id"):
+        assert (g.dequeued_s.to_numpy()[1:] >= g.done_s.to_numpy()[:-1]).all()
+
+
+def test_parse_retry_after() -> None:
+    from ratelab.engine import parse_retry_after
+
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(" 0.5 ") == 0.5
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert parse_retry_after("soon") is None
+
+
+def test_polite_by_default_to_hosts_that_are_not_this_machine() -> None:
+    public = "https://httpbin.org"
+    with pytest.raises(rl.ConfigError) as info:
+        rl.Experiment(target=public, requests=50)  # no rate limit at all
+    assert info.value.parameter == "strategy" and "polite=False" in str(info.value)
+    with pytest.raises(rl.ConfigError) as info:
+        rl.Experiment(target=public, requests=500, strategy=rl.RateLimit(2))
+    assert info.value.parameter == "requests" and "polite=False" in str(info.value)
+    with pytest.raises(rl.ConfigError):
+        rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(20))
+    # modest is fine, and so is an explicit opt-in; loopback is never limited
+    rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(1, per_s=0.2))
+    rl.Experiment(target=public, requests=50, arrivals=rl.Constant(2))
+    rl.Experiment(target=public, requests=5000, strategy=rl.RateLimit(100), polite=False)
+    rl.Experiment(target="http://127.0.0.5:9", requests=5000)
+    rl.Experiment(target="http://localhost:9", requests=5000)
+
+
+@pytest.mark.asyncio
+async def test_requests_name_ratelab_in_the_user_agent() -> None:
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("User-Agent", ""))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/ua", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        exp = rl.Experiment(target=f"http://127.0.0.1:{port}", endpoints="/ua", requests=3)
+        result = await rl.arun(exp, progress=False)
+    finally:
+        await runner.cleanup()
+    assert (result.df.status == 200).all()
+    assert len(seen) == 3 and all(ua.startswith("ratelab/") for ua in seen)

@@ -123,8 +123,84 @@ def test_repr_reads_like_the_code_and_round_trips(strategy: rl.Strategy, text: s
 
 def test_what_a_strategy_bounds() -> None:
     s = rl.RateLimit(1, per_s=0.05) + rl.ConnectionLimit(10) + rl.Concurrency(3)
-    assert s.rate_per_s == pytest.approx(20.0)
+    assert s.rate_limit_per_s == pytest.approx(20.0)
     assert s.connection_cap == 10
     assert s.concurrency_cap == 3
     assert rl.Concurrency(3, endpoint="/a").concurrency_cap is None
-    assert rl.Unlimited().rate_per_s is None
+    assert rl.Unlimited().rate_limit_per_s is None
+
+
+def test_token_bucket_spends_its_burst_then_refills_at_the_rate(virtual_clock) -> None:
+    admitted, _ = virtual_clock(drive(rl.TokenBucket(10, burst=3), ["/get"] * 6))
+    times = [t for t, _ in admitted]
+    # 3 tokens at t=0, then one every 100 ms
+    assert times == pytest.approx([0, 0, 0, 0.1, 0.2, 0.3], abs=1e-9)
+
+
+def test_token_bucket_with_burst_one_is_smooth(virtual_clock) -> None:
+    admitted, _ = virtual_clock(drive(rl.TokenBucket(20, burst=1), ["/get"] * 5))
+    assert [t for t, _ in admitted] == pytest.approx([0, 0.05, 0.1, 0.15, 0.2], abs=1e-9)
+
+
+def test_sliding_window_never_exceeds_its_limit_in_any_window(virtual_clock) -> None:
+    admitted, _ = virtual_clock(drive(rl.SlidingWindow(3, window_s=1.0), ["/get"] * 8))
+    times = [t for t, _ in admitted]
+    # 3 at once, then each waits for the oldest of the last 3 to leave the window
+    assert times == pytest.approx([0, 0, 0, 1, 1, 1, 2, 2], abs=1e-9)
+    for i in range(len(times) - 3):
+        assert times[i + 3] - times[i] >= 1.0 - 1e-9
+
+
+def test_adaptive_paces_cuts_on_429_and_creeps_up(virtual_clock) -> None:
+    async def scenario() -> tuple[list[float], list[float]]:
+        built = rl.Adaptive(start_rate=10, min_rate=1, increase=2.0, cooldown_s=0.5).build()
+        (g,) = built.guards
+        loop = asyncio.get_running_loop()
+        times, rates = [], []
+        for status in [200, 200, 429, 429, 200]:
+            await g.acquire("/get")
+            times.append(loop.time())
+            g.observe(status, None)
+            rates.append(g.rate)
+        return times, rates
+
+    times, rates = virtual_clock(scenario())
+    # spacing is 1/rate at the time of each admission
+    assert times[:3] == pytest.approx([0, 0.1, 0.1 + 1 / 10.2], abs=1e-9)
+    r1 = 10 + 2 / 10
+    r2 = r1 + 2 / r1
+    assert rates[:2] == pytest.approx([r1, r2])
+    assert rates[2] == pytest.approx(r2 * 0.5)  # multiplicative decrease on 429
+    assert rates[3] == pytest.approx(r2 * 0.5)  # second 429 within the cooldown: no cut
+    assert rates[4] == pytest.approx(r2 * 0.5 + 2 / (r2 * 0.5))
+
+
+def test_retry_backoff_is_exponential_capped_and_honours_retry_after() -> None:
+    r = rl.Retry(max_attempts=5, backoff_s=0.1, max_backoff_s=0.3, jitter=False)
+    assert [r.backoff(a, None, 0.5) for a in (1, 2, 3, 4)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
+    assert r.backoff(1, 2.0, 0.5) == 2.0
+    assert rl.Retry(backoff_s=0.1, jitter=True).backoff(2, None, 0.25) == pytest.approx(0.05)
+    assert rl.Retry(honor_retry_after=False, jitter=False).backoff(1, 5.0, 0.0) == 0.1
+    assert r.should_retry(503, None) and r.should_retry(0, "TimeoutError")
+    assert not r.should_retry(404, None) and not r.should_retry(200, None)
+    assert (rl.RateLimit(5) + r).build().retry == r
+
+
+@pytest.mark.parametrize(
+    ("make", "parameter"),
+    [
+        (lambda: rl.TokenBucket(0), "TokenBucket(rate_per_s)"),
+        (lambda: rl.TokenBucket(5, burst=0.5), "TokenBucket(burst)"),
+        (lambda: rl.SlidingWindow(0), "SlidingWindow(limit)"),
+        (lambda: rl.SlidingWindow(5, window_s=-1), "SlidingWindow(window_s)"),
+        (lambda: rl.Adaptive(start_rate=0.5, min_rate=1), "Adaptive(start_rate)"),
+        (lambda: rl.Adaptive(decrease=1.5), "Adaptive(decrease)"),
+        (lambda: rl.Retry(max_attempts=0), "Retry(max_attempts)"),
+        (lambda: rl.Retry(statuses=(99,)), "Retry(statuses)"),
+        (lambda: rl.Retry(jitter="yes"), "Retry(jitter)"),
+    ],
+)
+def test_bad_reactive_strategy_input(make, parameter: str) -> None:
+    with pytest.raises(rl.ConfigError) as info:
+        make()
+    assert info.value.parameter == parameter

@@ -1,0 +1,120 @@
+"""Small, exact client-side limiters that aiolimiter does not offer, as strategy guards.
+
+Each reads time only from ``loop.time()`` and serves waiters in FIFO order (an
+``asyncio.Lock`` is fair), so a controlled clock gives exact, repeatable schedules.
+
+- :class:`TokenBucketGuard`: a bucket of ``burst`` tokens, full at the start, refilled at
+  ``rate_per_s``; each request takes one token or waits for it.
+- :class:`SlidingWindowGuard`: at most ``limit`` admissions in any window of ``window_s``
+  (an exact sliding log of admission times).
+- :class:`AdaptiveGuard`: AIMD pacing; requests are spaced ``1 / rate`` apart, the rate is
+  cut multiplicatively on 429/503 and grows additively with every success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from .strategies import Guard
+
+__all__ = ["AdaptiveGuard", "SlidingWindowGuard", "TokenBucketGuard"]
+
+
+class TokenBucketGuard(Guard):
+    __slots__ = ("_burst", "_last", "_lock", "_loop", "_rate", "_tokens")
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self._rate = rate_per_s
+        self._burst = burst
+        self._tokens = burst
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._loop.time()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+
+    async def acquire(self, endpoint: str) -> None:
+        async with self._lock:
+            self._refill()
+            while self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self._rate)
+                self._refill()
+            self._tokens -= 1
+
+
+class SlidingWindowGuard(Guard):
+    __slots__ = ("_limit", "_lock", "_log", "_loop", "_window")
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self._limit = limit
+        self._window = window_s
+        self._log: deque[float] = deque()
+        self._loop = asyncio.get_running_loop()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, endpoint: str) -> None:
+        async with self._lock:
+            log, now = self._log, self._loop.time()
+            while True:
+                while log and log[0] <= now - self._window:
+                    log.popleft()
+                if len(log) < self._limit:
+                    log.append(now)
+                    return
+                await asyncio.sleep(log[0] + self._window - now)
+                now = self._loop.time()
+
+
+class AdaptiveGuard(Guard):
+    """AIMD: ``rate`` starts at ``start``; a 429/503 multiplies it by ``decrease`` (at most
+    once per ``cooldown_s``), each other response adds ``increase / rate`` (so the rate
+    climbs by about ``increase`` per second while all goes well). ``history`` keeps
+    ``(time, rate)`` at every change, on the loop clock."""
+
+    __slots__ = ("_cooldown", "_last_cut", "_lock", "_loop", "_next", "history", "params", "rate")
+
+    def __init__(
+        self,
+        start: float,
+        *,
+        minimum: float,
+        maximum: float,
+        increase: float,
+        decrease: float,
+        cooldown_s: float,
+        backoff_statuses: frozenset[int],
+    ) -> None:
+        self.rate = start
+        self.params = (minimum, maximum, increase, decrease, backoff_statuses)
+        self._cooldown = cooldown_s
+        self._loop = asyncio.get_running_loop()
+        self._next = self._loop.time()
+        self._last_cut = -float("inf")
+        self._lock = asyncio.Lock()
+        self.history: list[tuple[float, float]] = [(self._next, start)]
+
+    async def acquire(self, endpoint: str) -> None:
+        async with self._lock:
+            now = self._loop.time()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+                now = self._loop.time()
+            self._next = max(now, self._next) + 1 / self.rate
+
+    def observe(self, status: int, error: str | None) -> None:
+        minimum, maximum, increase, decrease, backoff = self.params
+        now = self._loop.time()
+        if status in backoff:
+            if now - self._last_cut < self._cooldown:
+                return
+            self._last_cut = now
+            self.rate = max(minimum, self.rate * decrease)
+        elif error is None and status:
+            self.rate = min(maximum, self.rate + increase / self.rate)
+        else:
+            return
+        self.history.append((now, self.rate))
