@@ -31,3 +31,9 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+bench-smoke: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --smoke
