@@ -24,6 +24,7 @@ from .plots import (
     plot_timeline,
     plot_waits,
 )
+from .policies import Faults, ServerRateLimit
 from .result import Result
 from .runner import arun, run
 from .server import LocalServer, serve
@@ -51,6 +52,7 @@ __all__ = [
     "Distribution",
     "Experiment",
     "Exponential",
+    "Faults",
     "Fixed",
     "LocalServer",
     "LogNormal",
@@ -60,6 +62,7 @@ __all__ = [
     "Result",
     "ResultFileError",
     "Retry",
+    "ServerRateLimit",
     "SlidingWindow",
     "Strategy",
     "TokenBucket",

@@ -57,6 +57,10 @@ async def _execute(exp: Experiment, progress: _Progress | None, engine_box: list
         engine_box.append(engine)
         store, meta = await engine.run()
         server_log = None
+        if server is None:
+            from .server import LocalServer
+
+            server = LocalServer.find(base)
         if server is not None:
             server_log = server.log(t0=meta["t0_monotonic"], run=meta["run"])
         return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)

@@ -10,6 +10,18 @@ clock, so the server's view lines up with the client's records.
         ...  # send requests to server.url, e.g. f"{server.url}/get"
         server.log()
 
+The server can also say no, as real APIs do (see :mod:`ratelab.policies`); each request's
+``decision`` in the log says which policy answered it:
+
+    rl.LocalServer(rate_limit=rl.ServerRateLimit(20, 1.0, algorithm="gcra"),  # 429 "rate_limited"
+                   max_concurrency=8,                          # 503 "overloaded"
+                   faults=rl.Faults(error_rate=0.05, seed=1))  # 500 / reset / stall "fault"
+
+A request passes, in order: the rate limits (over a limit: 429 with ``Retry-After``,
+answered at once), the concurrency cap (over it: ``overload_status``, answered at once), the
+latency delay, then the fault draw's outcome or the route. Rejected requests get no latency:
+a limiter in front of a server answers before the server does any work.
+
 Routes (httpbin-compatible JSON): ``/get``, ``/anything[/...]``, ``/status/{code}``,
 ``/delay/{seconds}``, ``/bytes/{n}``, ``/uuid``, ``/headers``.
 """
@@ -38,8 +50,16 @@ from multidict import MultiMapping
 from ._validate import integer
 from .distributions import Distribution, as_distribution
 from .errors import ConfigError
+from .policies import (
+    Faults,
+    Limiter,
+    ServerRateLimit,
+    as_faults,
+    as_rate_limits,
+    rate_limit_headers,
+)
 
-__all__ = ["LocalServer", "serve"]
+__all__ = ["DECISIONS", "LocalServer", "serve"]
 
 ID_HEADER = "X-Ratelab-Id"  # "{run}-{request_id}-{attempt}", sent by the ratelab client
 MAX_DELAY_S = 60.0  # /delay/{s} sleeps at most this long
@@ -47,6 +67,9 @@ MAX_BYTES = 100 * 1024 * 1024  # /bytes/{n} sends at most this many bytes
 STARTUP_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 1.0  # on stop(), in-flight requests get this long, then are cancelled
 STATUS_CANCELLED = 499  # logged for a request whose handling was cancelled (nginx's code)
+STATUS_NO_RESPONSE = 444  # logged for an injected connection reset (nginx's "no response")
+OVERLOAD_STATUS = 503
+DECISIONS = ("ok", "rate_limited", "overloaded", "fault")  # the log's `decision` values
 LOG_COLUMNS = ("run", "request_id", "attempt", "method", "path",
                "arrival_s", "departure_s", "status", "decision")  # fmt: skip
 
@@ -96,6 +119,65 @@ class _Latency:
         return float(self.buf[self.i - 1])
 
 
+_FAULT_ERROR, _FAULT_RESET, _FAULT_STALL, _NO_FAULT = 0, 1, 2, 3
+
+
+class _FaultDraws:
+    """One seeded uniform draw per request (in batches of 256) -> which fault, if any."""
+
+    def __init__(self, faults: Faults, rng: np.random.Generator) -> None:
+        self.faults, self.rng = faults, rng
+        e, r, s = faults.error_rate, faults.reset_rate, faults.stall_rate
+        self.edges = np.array([e, e + r, e + r + s])
+        self.buf: list[int] = []
+        self.i = 0
+
+    def next(self) -> int:
+        if self.i >= len(self.buf):
+            u = self.rng.random(256)
+            self.buf, self.i = np.searchsorted(self.edges, u, side="right").tolist(), 0
+        self.i += 1
+        return self.buf[self.i - 1]
+
+
+class _Policy:
+    """The server-side policies of one server run (built at start: fresh limiter state)."""
+
+    def __init__(
+        self,
+        rate_limits: tuple[ServerRateLimit, ...],
+        max_concurrency: int | None,
+        overload_status: int,
+        faults: _FaultDraws | None,
+    ) -> None:
+        self.limits: list[tuple[ServerRateLimit, Limiter]] = [(r, r.build()) for r in rate_limits]
+        self.max_concurrency, self.overload_status = max_concurrency, overload_status
+        self.faults = faults
+        self.in_flight = 0
+        self.stalled: set[asyncio.BaseTransport] = set()  # aborted on stop: stop stays quick
+        self.closing = False  # set on stop: a stall from now on hangs up at once
+
+    def rate_limit(self, path: str, now: float) -> tuple[bool, dict[str, str]] | None:
+        """(allowed, the RateLimit-* headers; with ``Retry-After`` if not allowed), or None if
+        no limit applies to ``path``. A request must pass every limit that applies to it, and
+        is counted by all of them only if it does."""
+        applies = [(spec, lim) for spec, lim in self.limits if spec.applies_to(path)]
+        if not applies:
+            return None
+        if len(applies) == 1:
+            spec, lim = applies[0]
+            decision = lim.decide(now)
+            return decision.allowed, rate_limit_headers(spec.limit, decision)
+        peeks = [(lim.peek(now), spec) for spec, lim in applies]
+        denied = [p for p in peeks if not p[0].allowed]
+        if denied:  # report the limit that keeps the client waiting longest
+            decision, spec = max(denied, key=lambda p: p[0].retry_after_s)
+        else:  # count it everywhere; report the limit closest to running out
+            decided = [(lim.decide(now), spec) for spec, lim in applies]
+            decision, spec = min(decided, key=lambda p: (p[0].remaining, -p[0].reset_s))
+        return decision.allowed, rate_limit_headers(spec.limit, decision)
+
+
 class _State:
     """Everything the server thread uses. It never references the LocalServer, so a
     LocalServer that is garbage-collected can be finalized, which stops this thread."""
@@ -108,9 +190,11 @@ class _State:
         latency: _Latency | None,
         data_rng: np.random.Generator,
         log: _Log,
+        policy: _Policy | None = None,
     ) -> None:
         self.host, self.port, self.name = host, port, name
         self.latency, self.data_rng, self.log = latency, data_rng, log
+        self.policy = policy
         self.loop = asyncio.new_event_loop()
         self.thread: threading.Thread | None = None
         self.stopped = False
@@ -124,6 +208,7 @@ class _State:
 _STATE = web.AppKey("ratelab_state", _State)
 _running: set[_State] = set()  # every started, not yet stopped server (see stop_all)
 _running_lock = threading.Lock()
+_by_url: weakref.WeakValueDictionary[str, LocalServer] = weakref.WeakValueDictionary()
 
 
 # --- the middleware: every request passes here, and gets exactly one log row -----------------
@@ -145,27 +230,80 @@ def _parse_id(value: str | None) -> tuple[str, int, int]:
     return parts[0], request_id, attempt
 
 
+async def _drop_connection(request: web.Request) -> None:
+    """Close the connection without a response. Closing it cancels this handler
+    (``handler_cancellation``), as a client that hangs up does; this waits for that."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    await asyncio.sleep(SHUTDOWN_TIMEOUT_S)  # cancelled long before this ends
+    raise ConnectionResetError("injected connection reset")  # pragma: no cover
+
+
+async def _stall(request: web.Request, policy: _Policy) -> None:
+    """Never answer: wait until the client hangs up or the server stops (both cancel us)."""
+    transport = request.transport
+    if transport is not None:
+        policy.stalled.add(transport)
+        if policy.closing:
+            transport.abort()
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        policy.stalled.discard(transport)
+
+
 @web.middleware
 async def _handle(request: web.Request, handler: _Handler) -> web.StreamResponse:
     arrival = time.monotonic()
     state = request.app[_STATE]
     run, request_id, attempt = _parse_id(request.headers.get(ID_HEADER))
     status, decision = STATUS_CANCELLED, "ok"  # status stays 499 if we are cancelled
-    # Server-side policies (rate limit -> 429 "rate_limited", max_concurrency -> 503
-    # "overloaded", injected faults -> "fault") go here: set `decision`, answer early.
+    policy, admitted, limit_headers, fault = state.policy, False, None, _NO_FAULT
     try:
+        if policy is not None:  # rejections are answered at once, without the latency
+            if policy.limits and (verdict := policy.rate_limit(request.path, arrival)):
+                allowed, limit_headers = verdict
+                if not allowed:
+                    status, decision = 429, "rate_limited"
+                    return web.Response(status=429, text="rate limited", headers=limit_headers)
+            if policy.max_concurrency is not None:
+                if policy.in_flight >= policy.max_concurrency:
+                    status, decision = policy.overload_status, "overloaded"
+                    return web.Response(status=status, text="overloaded", headers=limit_headers)
+                policy.in_flight += 1
+                admitted = True
+            if policy.faults is not None:
+                fault = policy.faults.next()
         if state.latency is not None:
             await asyncio.sleep(state.latency.next())
+        if fault != _NO_FAULT:
+            decision = "fault"
+            if fault == _FAULT_ERROR:
+                assert policy is not None and policy.faults is not None
+                status = policy.faults.faults.status
+                return web.Response(status=status, text="injected fault", headers=limit_headers)
+            if fault == _FAULT_RESET:
+                status = STATUS_NO_RESPONSE
+                await _drop_connection(request)
+            assert policy is not None
+            await _stall(request, policy)  # ends only by cancellation: logged as 499
         response = await handler(request)
         status = response.status
+        if limit_headers is not None and not response.prepared:
+            response.headers.update(limit_headers)
         return response
     except web.HTTPException as exc:  # 400, 404, 405 ... raised by routes or the router
         status = exc.status
+        if limit_headers is not None:
+            exc.headers.update(limit_headers)
         raise
     except Exception:
         status = 500
         raise
     finally:
+        if admitted:
+            policy.in_flight -= 1  # type: ignore[union-attr]
         state.log.append((run, request_id, attempt, request.method, request.path,
                           arrival, time.monotonic(), status, decision))  # fmt: skip
 
@@ -293,6 +431,16 @@ def _make_app(state: _State) -> web.Application:
 # --- the server thread -------------------------------------------------------------------------
 
 
+async def _hang_up_stalls(runner: web.AppRunner, policy: _Policy) -> None:
+    """Stop listening, then drop every stalled connection. A stall never ends by itself, so
+    it would otherwise hold stop() for the whole shutdown grace period."""
+    for site in list(runner.sites):
+        await site.stop()
+    policy.closing = True
+    for transport in list(policy.stalled):
+        transport.abort()  # type: ignore[attr-defined]
+
+
 def _thread_main(state: _State, ready: concurrent.futures.Future[int]) -> None:
     """Bind, report the port through ``ready``, serve until the loop is stopped, clean up."""
     loop = state.loop
@@ -313,6 +461,8 @@ def _thread_main(state: _State, ready: concurrent.futures.Future[int]) -> None:
             ready.set_exception(exc)
         else:
             loop.run_forever()
+        if state.policy is not None:
+            loop.run_until_complete(_hang_up_stalls(runner, state.policy))
         loop.run_until_complete(runner.cleanup())
     finally:
         tasks = asyncio.all_tasks(loop)
@@ -353,6 +503,27 @@ class LocalServer:
     service delay added to every request before it is answered, drawn from a generator seeded
     with ``seed``. A ``name`` makes re-running a notebook cell safe: starting a server stops a
     running one with the same name. ``LocalServer.stop_all()`` stops every running server.
+
+    Server-side policies (each None by default; see :mod:`ratelab.policies`):
+
+    ``rate_limit``
+        A :class:`~ratelab.policies.ServerRateLimit`, a string such as ``"20/1s:gcra"``, a
+        mapping of ServerRateLimit's arguments, or a list of them (e.g. a global limit plus
+        per-route ones; a request must pass all). Over a limit: 429 at once, with
+        ``Retry-After`` (whole seconds, at least 1), ``X-Retry-After-Ms`` and
+        ``RateLimit-Limit/-Remaining/-Reset``; allowed responses carry the ``RateLimit-*``
+        headers too. Logged as ``"rate_limited"``. Limiter state starts fresh at every
+        :meth:`start`.
+    ``max_concurrency``
+        At most this many requests in the server at once (counted from admission, through
+        the latency delay, to the answer); one more is answered ``overload_status`` (503)
+        at once, logged as ``"overloaded"``.
+    ``faults``
+        :class:`~ratelab.policies.Faults` (or a mapping of its fields): seeded injected
+        errors (``status``), connection resets (logged with status 444) and stalls (never
+        answered; logged 499 when the client hangs up or the server stops), all logged as
+        ``"fault"``. The fault stream is its own: a seed's latencies and payloads do not
+        change when faults are added.
     """
 
     def __init__(
@@ -363,6 +534,10 @@ class LocalServer:
         latency: object = None,
         seed: int | None = None,
         name: str | None = None,
+        rate_limit: object = None,
+        max_concurrency: int | None = None,
+        overload_status: int = OVERLOAD_STATUS,
+        faults: object = None,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ConfigError("host", host, "must be a non-empty string such as '127.0.0.1'")
@@ -378,8 +553,28 @@ class LocalServer:
             raise ConfigError("name", name, "must be a string or None")
         self.host, self.name, self.seed = host, name, seed
         self.latency: Distribution | None = as_distribution("latency", latency)
-        latency_rng, self._data_rng = np.random.default_rng(seed).spawn(2)
+        self.rate_limit: tuple[ServerRateLimit, ...] = as_rate_limits(rate_limit)
+        if max_concurrency is not None:
+            max_concurrency = integer("max_concurrency", max_concurrency, minimum=1)
+        self.max_concurrency: int | None = max_concurrency
+        if (
+            isinstance(overload_status, bool)
+            or not isinstance(overload_status, numbers.Integral)
+            or not 400 <= overload_status <= 599
+        ):
+            raise ConfigError("overload_status", overload_status, "must be an integer in 400..599")
+        self.overload_status = int(overload_status)
+        faults = as_faults(faults)
+        self.faults: Faults | None = faults
+        # spawn(3): the first two children are what spawn(2) gave, so latency and data
+        # streams of a seed are unchanged by the fault stream
+        latency_rng, self._data_rng, fault_rng = np.random.default_rng(seed).spawn(3)
         self._latency = None if self.latency is None else _Latency(self.latency, latency_rng)
+        self._faults: _FaultDraws | None = None
+        if faults is not None and faults.active:
+            if faults.seed is not None:
+                fault_rng = np.random.default_rng(faults.seed)
+            self._faults = _FaultDraws(faults, fault_rng)
         self._port = int(port)
         self._log = _Log()
         self._state: _State | None = None
@@ -412,7 +607,14 @@ class LocalServer:
                 same_name = [s for s in _running if s.name == self.name]
             for old in same_name:
                 _stop_state(old)
-        state = _State(self.host, self._port, self.name, self._latency, self._data_rng, self._log)
+        policy = None
+        if self.rate_limit or self.max_concurrency is not None or self._faults is not None:
+            policy = _Policy(
+                self.rate_limit, self.max_concurrency, self.overload_status, self._faults
+            )
+        state = _State(
+            self.host, self._port, self.name, self._latency, self._data_rng, self._log, policy
+        )
         ready: concurrent.futures.Future[int] = concurrent.futures.Future()
         state.thread = threading.Thread(
             target=_thread_main,
@@ -436,6 +638,7 @@ class LocalServer:
                 ) from exc
             raise
         self._port, self._state = port, state
+        _by_url[self.url] = self
         with _running_lock:
             _running.add(state)
         self._finalizer = weakref.finalize(self, _stop_state, state)
@@ -445,6 +648,13 @@ class LocalServer:
         """Stop serving: close the socket, stop and close the loop, join the thread. Idempotent."""
         if self._finalizer is not None:
             self._finalizer()  # calls _stop_state(state) once
+
+    @classmethod
+    def find(cls, url: str) -> LocalServer | None:
+        """The running LocalServer serving ``url`` (its base URL), if any: lets a run whose
+        target is ``server.url`` still attach the server's log to its Result."""
+        server = _by_url.get(url.rstrip("/"))
+        return server if server is not None and server.running else None
 
     @classmethod
     def stop_all(cls) -> None:
@@ -493,18 +703,50 @@ class LocalServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def _policy_repr(self) -> str:
+        """``, rate_limit=..., max_concurrency=..., faults=...`` for the policies that are set."""
+        out = ""
+        if self.rate_limit:
+            limits = self.rate_limit[0] if len(self.rate_limit) == 1 else list(self.rate_limit)
+            out += f", rate_limit={limits!r}"
+        if self.max_concurrency is not None:
+            out += f", max_concurrency={self.max_concurrency}"
+            if self.overload_status != OVERLOAD_STATUS:
+                out += f", overload_status={self.overload_status}"
+        if self.faults is not None:
+            out += f", faults={self.faults!r}"
+        return out
+
     def __repr__(self) -> str:
         where = f"url={self.url!r}" if self._port else f"host={self.host!r}, port=0"
         name = f", name={self.name!r}" if self.name is not None else ""
-        return f"LocalServer({where}, latency={self.latency!r}{name})"
+        return f"LocalServer({where}, latency={self.latency!r}{self._policy_repr()}{name})"
 
 
 def serve(
-    *, host: str = "127.0.0.1", port: int = 8080, latency: object = None, seed: int | None = None
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    latency: object = None,
+    seed: int | None = None,
+    rate_limit: object = None,
+    max_concurrency: int | None = None,
 ) -> None:
-    """Run a LocalServer in the foreground until Ctrl-C (``ratelab serve``)."""
-    with LocalServer(host=host, port=port, latency=latency, seed=seed) as server:
-        info = f"ratelab server on {server.url} (latency={server.latency!r}); Ctrl-C to stop"
+    """Run a LocalServer in the foreground until Ctrl-C (``ratelab serve``).
+
+    ``rate_limit`` takes the command-line form ``"20/1s"`` or ``"20/1s:sliding_window"``
+    (or a list of them, or ServerRateLimit objects); ``max_concurrency`` an integer."""
+    server = LocalServer(
+        host=host,
+        port=port,
+        latency=latency,
+        seed=seed,
+        rate_limit=rate_limit,
+        max_concurrency=max_concurrency,
+    )
+    with server:
+        info = f"ratelab server on {server.url} (latency={server.latency!r}"
+        info += f"{server._policy_repr()}); Ctrl-C to stop"
         try:  # print inside the try: Ctrl-C may come as soon as the URL is out
             print(info, flush=True)
             threading.Event().wait()

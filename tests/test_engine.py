@@ -370,3 +370,10 @@ async def test_requests_name_ratelab_in_the_user_agent() -> None:
         await runner.cleanup()
     assert (result.df.status == 200).all()
     assert len(seen) == 3 and all(ua.startswith("ratelab/") for ua in seen)
+
+
+def test_a_url_target_of_a_running_local_server_still_gets_its_log(server: rl.LocalServer) -> None:
+    result = rl.run(rl.Experiment(target=server.url, requests=6, workers=2), progress=False)
+    assert result.server_log is not None
+    assert sorted(result.server_log.request_id) == list(range(6))
+    assert (result.server_log.run == result.meta["run"]).all()

@@ -21,7 +21,8 @@ import pytest
 
 from ratelab.distributions import Fixed, Uniform
 from ratelab.errors import ConfigError
-from ratelab.server import LocalServer
+from ratelab.policies import Faults, ServerRateLimit
+from ratelab.server import SHUTDOWN_TIMEOUT_S, LocalServer
 
 ID = "X-Ratelab-Id"
 
@@ -292,15 +293,27 @@ def test_same_name_stops_the_old_server() -> None:
         second.stop()
 
 
+STOP_ALL = """
+import threading
+from ratelab.server import LocalServer
+before = set(threading.enumerate())
+servers = [LocalServer().start() for _ in range(3)]
+assert all(s.running for s in servers)
+LocalServer.stop_all()
+assert not any(s.running for s in servers)
+assert set(threading.enumerate()) == before
+servers[0].stop()  # still fine after stop_all
+print(*(s.port for s in servers))
+"""
+
+
 def test_stop_all() -> None:
-    before = set(threading.enumerate())
-    servers = [LocalServer().start() for _ in range(3)]
-    assert all(s.running for s in servers)
-    LocalServer.stop_all()
-    assert not any(s.running for s in servers)
-    assert set(threading.enumerate()) == before
-    assert all(port_is_free(s.port) for s in servers)
-    servers[0].stop()  # still fine after stop_all
+    # in a child process: stop_all() would also stop servers other tests share (conftest's)
+    out = subprocess.run(
+        [sys.executable, "-c", STOP_ALL], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    ports = [int(p) for p in out.split()]
+    assert len(ports) == 3 and all(port_is_free(p) for p in ports)
 
 
 def test_garbage_collected_server_stops() -> None:
@@ -362,6 +375,19 @@ def test_serve_runs_until_ctrl_c() -> None:
         ({"seed": -1}, "seed"),
         ({"seed": "x"}, "seed"),
         ({"name": 3}, "name"),
+        ({"rate_limit": 5}, "rate_limit"),
+        ({"rate_limit": "fast"}, "rate_limit"),
+        ({"rate_limit": {"limit": 5, "per": 1}}, "rate_limit"),
+        ({"rate_limit": "0/1s"}, "ServerRateLimit(limit)"),
+        ({"rate_limit": "5/1s:leaky"}, "ServerRateLimit(algorithm)"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_concurrency": 1.5}, "max_concurrency"),
+        ({"max_concurrency": True}, "max_concurrency"),
+        ({"overload_status": 200}, "overload_status"),
+        ({"overload_status": "503"}, "overload_status"),
+        ({"faults": {"rate": 0.1}}, "faults"),
+        ({"faults": {"error_rate": 2}}, "Faults(error_rate)"),
+        ({"faults": 0.1}, "faults"),
     ],
 )
 def test_bad_config_names_the_parameter(kwargs: dict[str, object], parameter: str) -> None:
@@ -385,3 +411,236 @@ def test_url_needs_a_port() -> None:
         _ = s.url
     assert repr(s) == "LocalServer(host='127.0.0.1', port=0, latency=None)"
     assert LocalServer(port=8123).url == "http://127.0.0.1:8123"
+
+
+def test_repr_shows_the_policies() -> None:
+    s = LocalServer(
+        rate_limit=ServerRateLimit(20, 1.0, algorithm="sliding_window"),
+        max_concurrency=4,
+        faults=Faults(error_rate=0.1, seed=1),
+        name="p",
+    )
+    assert repr(s) == (
+        "LocalServer(host='127.0.0.1', port=0, latency=None, "
+        "rate_limit=ServerRateLimit(20, 1.0, algorithm='sliding_window'), max_concurrency=4, "
+        "faults=Faults(error_rate=0.1, seed=1), name='p')"
+    )
+    both = LocalServer(rate_limit=["100/60s", ServerRateLimit(2, routes="/uuid")],
+                       max_concurrency=1, overload_status=429)  # fmt: skip
+    assert repr(both) == (
+        "LocalServer(host='127.0.0.1', port=0, latency=None, rate_limit=[ServerRateLimit(100, "
+        "60.0), ServerRateLimit(2, 1.0, routes='/uuid')], max_concurrency=1, overload_status=429)"
+    )
+
+
+# --- server-side policies ----------------------------------------------------------------------
+
+
+async def fetch(
+    session: aiohttp.ClientSession, url: str, method: str = "GET", rid: int = 0
+) -> tuple[int, dict[str, str]]:
+    async with session.request(method, url, headers={ID: f"pol-{rid}-1"}) as r:
+        await r.read()
+        return r.status, dict(r.headers)
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_burst_gets_exactly_limit_through() -> None:
+    # 30 requests at once against 10 per 1 s: all arrive well inside one window, so exactly
+    # 10 pass. Allowed requests get the latency, rejected ones are answered at once.
+    with LocalServer(rate_limit=ServerRateLimit(10, 1.0), latency=Fixed(0.1)) as s:
+        async with aiohttp.ClientSession() as session:
+            results = await asyncio.gather(
+                *(fetch(session, f"{s.url}/get", rid=i) for i in range(30))
+            )
+        log = s.log()
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] * 10 + [429] * 20
+    for status, headers in results:
+        assert headers["RateLimit-Limit"] == "10"
+        assert headers["RateLimit-Reset"] == "1"
+        if status == 429:
+            assert int(headers["Retry-After"]) >= 1
+            assert 0 < int(headers["X-Retry-After-Ms"]) <= 1000
+            assert headers["RateLimit-Remaining"] == "0"
+        else:
+            assert "Retry-After" not in headers
+    remaining = sorted(int(h["RateLimit-Remaining"]) for st, h in results if st == 200)
+    assert remaining == list(range(10))
+    assert sorted(zip(log["status"], log["decision"], strict=True)) == (
+        [(200, "ok")] * 10 + [(429, "rate_limited")] * 20
+    )
+    service = log["departure_s"] - log["arrival_s"]
+    assert (service[log["decision"] == "ok"] >= 0.1 - 1e-6).all()
+    assert (service[log["decision"] == "rate_limited"] < 0.1).all()
+
+
+@pytest.mark.asyncio
+async def test_global_and_per_route_limits_must_all_pass() -> None:
+    limits = [ServerRateLimit(100, 60.0), ServerRateLimit(2, 60.0, routes=["/uuid", "/nope"])]
+    with LocalServer(rate_limit=limits) as s:
+        async with aiohttp.ClientSession() as session:
+            got = [await fetch(session, s.url + path) for path in
+                   ["/uuid", "/uuid", "/uuid", "/get", "/nope", "/status/404"]]  # fmt: skip
+        log = s.log()
+
+    def seen(status: int, headers: dict[str, str]) -> tuple[object, ...]:
+        keys = ("RateLimit-Limit", "RateLimit-Remaining", "Retry-After")
+        return (status, *(headers.get(k) for k in keys))
+
+    assert [seen(*g) for g in got] == [
+        (200, "2", "1", None),  # reported: the limit closest to running out
+        (200, "2", "0", None),
+        (429, "2", "0", "60"),  # the route limit says no; the global one does not count it
+        (200, "100", "97", None),  # the global limit saw 3 requests pass
+        (429, "2", "0", "60"),  # a 404 route counts too: the limit is in front of the router
+        (404, "100", "96", None),  # error responses carry the headers
+    ]
+    assert log["decision"].tolist() == ["ok", "ok", "rate_limited", "ok", "rate_limited", "ok"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("algorithm", ["sliding_window", "token_bucket", "gcra"])
+async def test_each_algorithm_limits_a_burst(algorithm: str) -> None:
+    with LocalServer(rate_limit=ServerRateLimit(3, 60.0, algorithm=algorithm)) as s:
+        async with aiohttp.ClientSession() as session:
+            results = await asyncio.gather(*(fetch(session, f"{s.url}/get") for _ in range(8)))
+    assert sorted(status for status, _ in results) == [200] * 3 + [429] * 5
+    # 60 s window: the next request passes in 20 s (token bucket, GCRA) or 60 s (log)
+    retry = {int(h["Retry-After"]) for st, h in results if st == 429}
+    assert retry == ({60} if algorithm == "sliding_window" else {20})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("overload_status", [503, 429])
+async def test_max_concurrency_sheds_the_excess(overload_status: int) -> None:
+    # 6 requests at once, 2 slots held for 0.5 s each: the other 4 arrive while both are
+    # held (connecting takes milliseconds) and are turned away at once.
+    kwargs = {} if overload_status == 503 else {"overload_status": overload_status}
+    with LocalServer(max_concurrency=2, latency=Fixed(0.5), **kwargs) as s:  # type: ignore[arg-type]
+        async with aiohttp.ClientSession() as session:
+            results = await asyncio.gather(*(fetch(session, f"{s.url}/get") for _ in range(6)))
+            after = await fetch(session, f"{s.url}/get")  # the slots were given back
+        log = s.log()
+    assert sorted(status for status, _ in results) == [200] * 2 + [overload_status] * 4
+    assert after[0] == 200
+    assert sorted(zip(log["status"], log["decision"], strict=True)) == sorted(
+        [(200, "ok")] * 3 + [(overload_status, "overloaded")] * 4
+    )
+    service = log["departure_s"] - log["arrival_s"]
+    assert (service[log["decision"] == "overloaded"] < 0.5).all()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [500, 502])
+async def test_error_faults(status: int) -> None:
+    faults = Faults(error_rate=1.0) if status == 500 else Faults(error_rate=1.0, status=status)
+    with LocalServer(faults=faults) as s:
+        async with aiohttp.ClientSession() as session:
+            results = [await fetch(session, f"{s.url}/get", rid=i) for i in range(10)]
+        log = s.log()
+    assert [st for st, _ in results] == [status] * 10
+    assert log["status"].tolist() == [status] * 10
+    assert set(log["decision"]) == {"fault"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_reset_faults_drop_the_connection(method: str) -> None:
+    with LocalServer(faults=Faults(reset_rate=1.0)) as s:
+        async with aiohttp.ClientSession() as session:
+            for i in range(5):
+                with pytest.raises(aiohttp.ClientError) as info:
+                    await fetch(session, f"{s.url}/anything", method, rid=i)
+                assert isinstance(
+                    info.value, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
+                )
+        log = s.log()
+    assert set(log["status"]) == {444} and set(log["decision"]) == {"fault"}
+    per_request = log.groupby("request_id").size()
+    assert per_request.index.tolist() == list(range(5))
+    if method == "POST":
+        assert (per_request == 1).all()
+    else:  # aiohttp resends an idempotent request once after a disconnect, unseen by the caller
+        assert per_request.isin([1, 2]).all()
+
+
+@pytest.mark.asyncio
+async def test_stall_faults_never_answer_and_do_not_hold_up_stop() -> None:
+    before = set(threading.enumerate())
+    s = LocalServer(faults=Faults(stall_rate=1.0)).start()
+    timeout = aiohttp.ClientTimeout(total=0.3)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        with pytest.raises(asyncio.TimeoutError):
+            await fetch(session, f"{s.url}/get", rid=1)
+    assert s._wait_for_rows(1, timeout=10)  # logged when the server sees the hang-up
+    # a second stall is still open when the server stops: stop() hangs up on it at once
+    # instead of giving it the shutdown grace period
+    async with aiohttp.ClientSession() as session:
+        pending = asyncio.ensure_future(fetch(session, f"{s.url}/get", rid=2))
+        await asyncio.sleep(0.3)
+        assert not pending.done()
+        start = time.monotonic()
+        s.stop()
+        took = time.monotonic() - start
+        with pytest.raises(aiohttp.ClientError):
+            await pending
+    assert took < min(2.0, SHUTDOWN_TIMEOUT_S)
+    assert set(threading.enumerate()) == before
+    log = s.log()
+    assert log["request_id"].tolist() == [1, 2]
+    assert set(log["status"]) == {499} and set(log["decision"]) == {"fault"}
+
+
+def test_seeded_faults_are_reproducible() -> None:
+    def statuses(**kwargs: object) -> list[int]:
+        with LocalServer(**kwargs) as s:  # type: ignore[arg-type]
+            return [sync_get(f"{s.url}/get") for _ in range(50)]
+
+    first = statuses(faults=Faults(error_rate=0.3, seed=7))
+    assert first == statuses(faults=Faults(error_rate=0.3, seed=7))
+    assert set(first) == {200, 500}
+    assert first != statuses(faults=Faults(error_rate=0.3, seed=8))
+    # without a seed of its own, Faults draws from the server's seed
+    assert statuses(seed=3, faults=Faults(error_rate=0.3)) == statuses(
+        seed=3, faults=Faults(error_rate=0.3)
+    )
+
+
+def test_policies_keep_the_latency_and_data_streams_of_a_seed() -> None:
+    def payload(**kwargs: object) -> bytes:
+        with LocalServer(seed=1, **kwargs) as s:  # type: ignore[arg-type]
+            with urllib.request.urlopen(f"{s.url}/bytes/64") as r:
+                return r.read()
+
+    assert payload() == payload(faults=Faults(error_rate=0.001), max_concurrency=5)
+
+
+def test_restart_starts_the_rate_limit_afresh() -> None:
+    s = LocalServer(rate_limit="1/60s")
+    with s:
+        assert [sync_get(f"{s.url}/get") for _ in range(2)] == [200, 429]
+    with s:
+        assert sync_get(f"{s.url}/get") == 200
+
+
+def test_serve_with_a_rate_limit() -> None:
+    code = (
+        "from ratelab.server import serve; "
+        "serve(port=0, rate_limit='1/60s:gcra', max_concurrency=4)"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as p:
+        try:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            url = line.split()[3]
+            assert (
+                "rate_limit=ServerRateLimit(1, 60.0, algorithm='gcra'), max_concurrency=4" in line
+            )
+            assert [sync_get(f"{url}/get") for _ in range(2)] == [200, 429]
+            p.send_signal(signal.SIGINT)
+            out, _ = p.communicate(timeout=30)
+        finally:
+            p.kill()
+    assert p.returncode == 0
+    assert "stopped after 2 requests" in out

@@ -1,0 +1,447 @@
+"""Server-side policies for :class:`~ratelab.server.LocalServer`: when the server says no.
+
+    rl.ServerRateLimit(20, 1.0)                              # 20 requests per 1 s window
+    rl.ServerRateLimit(20, 1.0, algorithm="sliding_window")  # ... per any 1 s span
+    rl.ServerRateLimit(5, 1.0, algorithm="gcra", routes="/get")   # only /get is limited
+    rl.Faults(error_rate=0.05, reset_rate=0.01, seed=1)      # seeded injected failures
+
+A :class:`ServerRateLimit` is an immutable description; :meth:`ServerRateLimit.build` makes
+the stateful limiter one server run uses. A limiter is a small exact class whose
+``decide(now)`` reads time only from its argument (the server passes ``time.monotonic()``),
+so it can be tested on hand-picked timestamps:
+
+    >>> lim = FixedWindowLimiter(3, 1.0)
+    >>> [lim.decide(t).allowed for t in (0, 0.1, 0.2, 0.3, 1.0)]
+    [True, True, True, False, True]
+
+The four algorithms, each allowing at most ``limit`` requests at one instant:
+
+``"fixed_window"``
+    A counter that opens with the first request and lasts ``window_s`` (the INCR + EXPIRE
+    counter most APIs use); windows are not aligned to clock boundaries, so up to
+    ``2 * limit`` requests can pass in ``window_s`` across the edge of two windows.
+``"sliding_window"``
+    An exact sliding log: a request is allowed if fewer than ``limit`` allowed requests
+    arrived in the last ``window_s`` (a request at ``t`` stops counting at ``t + window_s``).
+    Not the sliding-window *counter* approximation. Memory: at most ``limit`` timestamps.
+``"token_bucket"``
+    A bucket of ``limit`` tokens (full at the start) refilled continuously at
+    ``limit / window_s`` tokens per second; a request takes one token.
+``"gcra"``
+    The generic cell rate algorithm (one theoretical arrival time, TAT): emission interval
+    ``T = window_s / limit``, burst tolerance ``limit`` cells, i.e. a request at ``now`` is
+    allowed if ``max(TAT, now) + T - now <= window_s``. It admits exactly what
+    ``"token_bucket"`` with the same numbers admits (GCRA is the leaky bucket as a meter),
+    stored as a single timestamp instead of a level and a time.
+
+Only allowed requests count against a limit: a rejected request costs the client nothing.
+Every decision carries what the ``RateLimit-*`` headers report: ``remaining`` (requests
+that could still pass now), ``reset_s`` (seconds until the full quota is back if nothing
+else arrives) and ``retry_after_s`` (0 when allowed; else seconds until a request would
+pass). Times within :data:`EPS_S` of each other count as equal, so float rounding of
+``time.monotonic()`` readings never decides a boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ._validate import integer, positive_number
+from .errors import ConfigError
+
+__all__ = [
+    "ALGORITHMS",
+    "Decision",
+    "Faults",
+    "FixedWindowLimiter",
+    "GCRALimiter",
+    "Limiter",
+    "ServerRateLimit",
+    "SlidingWindowLimiter",
+    "TokenBucketLimiter",
+    "as_faults",
+    "as_rate_limits",
+    "parse_rate_limit",
+    "rate_limit_headers",
+]
+
+EPS_S = 1e-6  # times (and token / cell counts) closer than this are equal
+ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket", "gcra")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One rate-limit verdict. ``remaining``: requests that could still pass now;
+    ``reset_s``: seconds until the whole quota is back; ``retry_after_s``: 0 if allowed,
+    else seconds until a request would be allowed."""
+
+    allowed: bool
+    remaining: int
+    reset_s: float
+    retry_after_s: float
+
+
+def _ceil(x: float, eps: float = EPS_S) -> int:
+    """``ceil(x)`` (>= 0), ignoring float noise up to ``eps`` above an integer."""
+    return max(0, math.ceil(x - eps))
+
+
+def rate_limit_headers(limit: int, decision: Decision) -> dict[str, str]:
+    """The response headers for ``decision``: ``RateLimit-Limit``, ``RateLimit-Remaining``,
+    ``RateLimit-Reset`` (whole seconds, rounded up) and, when denied, ``Retry-After``
+    (whole seconds, rounded up, at least 1, as RFC 9110 has it in delta-seconds) and
+    ``X-Retry-After-Ms`` (milliseconds, rounded up)."""
+    headers = {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(_ceil(decision.reset_s)),
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(max(1, _ceil(decision.retry_after_s)))
+        headers["X-Retry-After-Ms"] = str(_ceil(decision.retry_after_s * 1000, EPS_S * 1000))
+    return headers
+
+
+# --- the algorithms ------------------------------------------------------------------------
+
+
+class Limiter:
+    """A stateful rate limiter: ``decide(now)`` admits or rejects one request arriving at
+    ``now`` (seconds on any clock that never goes back; an earlier reading than one already
+    seen is treated as that one). ``peek(now)`` says what ``decide`` would, changing nothing
+    that matters (used to check several limits before any of them counts the request)."""
+
+    __slots__ = ("_now", "limit", "window_s")
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        name = type(self).__name__
+        self.limit = integer(f"{name}(limit)", limit, minimum=1)
+        self.window_s = positive_number(f"{name}(window_s)", window_s)
+        self._now = -math.inf
+
+    def decide(self, now: float) -> Decision:
+        """Admit (and count) or reject one request arriving at ``now``."""
+        return self._decide(self._clock(now), True)
+
+    def peek(self, now: float) -> Decision:
+        """What :meth:`decide` would answer at ``now``, without counting the request."""
+        return self._decide(self._clock(now), False)
+
+    def _clock(self, now: float) -> float:
+        now = float(now)
+        if now > self._now:
+            self._now = now
+        return self._now
+
+    def _decide(self, now: float, consume: bool) -> Decision:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.limit}, {self.window_s!r})"
+
+
+class FixedWindowLimiter(Limiter):
+    """``limit`` requests per window; a window opens with the first request after the last
+    one closed and lasts ``window_s``."""
+
+    __slots__ = ("_count", "_end")
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        super().__init__(limit, window_s)
+        self._end = -math.inf
+        self._count = 0
+
+    def _decide(self, now: float, consume: bool) -> Decision:
+        if now >= self._end - EPS_S:  # no open window: this request opens one
+            end, count = now + self.window_s, 0
+        else:
+            end, count = self._end, self._count
+        if count >= self.limit:
+            return Decision(False, 0, end - now, end - now)
+        if consume:
+            self._end, self._count = end, count + 1
+        return Decision(True, self.limit - count - 1, end - now, 0.0)
+
+
+class SlidingWindowLimiter(Limiter):
+    """At most ``limit`` allowed requests in any ``window_s`` span (an exact sliding log)."""
+
+    __slots__ = ("_expiry",)
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        super().__init__(limit, window_s)
+        self._expiry: deque[float] = deque()  # when each counted request stops counting
+
+    def _decide(self, now: float, consume: bool) -> Decision:
+        expiry = self._expiry
+        while expiry and expiry[0] <= now + EPS_S:  # time only moves on: safe in peek too
+            expiry.popleft()
+        n = len(expiry)
+        if n >= self.limit:
+            return Decision(False, 0, expiry[-1] - now, expiry[0] - now)
+        if consume:
+            expiry.append(now + self.window_s)
+        return Decision(True, self.limit - n - 1, self.window_s, 0.0)
+
+
+class TokenBucketLimiter(Limiter):
+    """A bucket of ``limit`` tokens, full at first, refilled at ``limit / window_s`` per
+    second; each request takes one token."""
+
+    __slots__ = ("_last", "_tokens", "rate")
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        super().__init__(limit, window_s)
+        self.rate = self.limit / self.window_s  # tokens per second
+        self._tokens = float(self.limit)
+        self._last = -math.inf
+
+    def _decide(self, now: float, consume: bool) -> Decision:
+        cap, rate = self.limit, self.rate
+        tokens = self._tokens
+        if now > self._last:
+            tokens = min(float(cap), tokens + (now - self._last) * rate)
+        if tokens < 1 - EPS_S:
+            return Decision(False, 0, (cap - tokens) / rate, (1 - tokens) / rate)
+        tokens = max(0.0, tokens - 1)
+        if consume:
+            self._tokens, self._last = tokens, now
+        return Decision(True, math.floor(tokens + EPS_S), (cap - tokens) / rate, 0.0)
+
+
+class GCRALimiter(Limiter):
+    """The generic cell rate algorithm: emission interval ``window_s / limit``, burst
+    tolerance ``limit`` cells (``limit`` requests at one instant)."""
+
+    __slots__ = ("_tat", "interval_s")
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        super().__init__(limit, window_s)
+        self.interval_s = self.window_s / self.limit  # the emission interval T
+        self._tat = -math.inf  # the theoretical arrival time of the next request
+
+    def _decide(self, now: float, consume: bool) -> Decision:
+        t, tau = self.interval_s, self.window_s
+        tat = max(self._tat, now)
+        new_tat = tat + t
+        if new_tat - now > tau + EPS_S:
+            return Decision(False, 0, tat - now, new_tat - tau - now)
+        if consume:
+            self._tat = new_tat
+        remaining = math.floor((tau - (new_tat - now)) / t + EPS_S)
+        return Decision(True, max(0, remaining), new_tat - now, 0.0)
+
+
+_LIMITERS: dict[str, type[Limiter]] = {
+    "fixed_window": FixedWindowLimiter,
+    "sliding_window": SlidingWindowLimiter,
+    "token_bucket": TokenBucketLimiter,
+    "gcra": GCRALimiter,
+}
+
+
+# --- the descriptions --------------------------------------------------------------------
+
+
+def _routes(value: object) -> tuple[str, ...] | None:
+    valid = "must be None (all paths), a path such as '/get' (a trailing '*' matches a prefix) "
+    valid += "or a list of paths"
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, bytes):
+        raise ConfigError("ServerRateLimit(routes)", value, valid)
+    out = tuple(items)
+    if not out or not all(isinstance(p, str) and p.startswith("/") for p in out):
+        raise ConfigError("ServerRateLimit(routes)", value, valid)
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True, init=False, repr=False)
+class ServerRateLimit:
+    """At most ``limit`` requests per ``window_s`` seconds, answered with 429 beyond it.
+
+    ``algorithm``: ``"fixed_window"`` (default), ``"sliding_window"``, ``"token_bucket"`` or
+    ``"gcra"`` (see :mod:`ratelab.policies`). ``routes``: None limits all requests together;
+    a path (``"/get"``, or a prefix ending in ``*`` such as ``"/status/*"``) or a list of
+    paths limits those requests together and leaves the others alone.
+    """
+
+    limit: int
+    window_s: float = 1.0
+    algorithm: str = "fixed_window"
+    routes: tuple[str, ...] | None = None
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = 1.0,
+        *,
+        algorithm: str = "fixed_window",
+        routes: str | Iterable[str] | None = None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "limit", integer("ServerRateLimit(limit)", limit, minimum=1))
+        set_(self, "window_s", positive_number("ServerRateLimit(window_s)", window_s))
+        if algorithm not in ALGORITHMS:
+            raise ConfigError(
+                "ServerRateLimit(algorithm)", algorithm, f"must be one of {', '.join(ALGORITHMS)}"
+            )
+        set_(self, "algorithm", algorithm)
+        set_(self, "routes", _routes(routes))
+        exact = frozenset(p for p in self.routes or () if not p.endswith("*"))
+        prefixes = tuple(p[:-1] for p in self.routes or () if p.endswith("*"))
+        set_(self, "_exact", exact)
+        set_(self, "_prefixes", prefixes)
+
+    def applies_to(self, path: str) -> bool:
+        """Whether a request for ``path`` counts against this limit."""
+        if self.routes is None or path in self._exact:  # type: ignore[attr-defined]
+            return True
+        return any(path.startswith(p) for p in self._prefixes)  # type: ignore[attr-defined]
+
+    def build(self) -> Limiter:
+        """A fresh limiter (no requests seen yet) implementing this limit."""
+        return _LIMITERS[self.algorithm](self.limit, self.window_s)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data; :func:`as_rate_limits` reads it back."""
+        routes = None if self.routes is None else list(self.routes)
+        return {"limit": self.limit, "window_s": self.window_s, "algorithm": self.algorithm,
+                "routes": routes}  # fmt: skip
+
+    def __repr__(self) -> str:
+        out = f"ServerRateLimit({self.limit}, {self.window_s!r}"
+        if self.algorithm != "fixed_window":
+            out += f", algorithm={self.algorithm!r}"
+        if self.routes is not None:
+            routes = self.routes[0] if len(self.routes) == 1 else list(self.routes)
+            out += f", routes={routes!r}"
+        return out + ")"
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_RATE_RE = re.compile(
+    r"(?P<limit>\d+)\s*/\s*(?P<n>\d+(?:\.\d*)?|\.\d+)?\s*(?P<unit>ms|min|s|m|h)?"
+    r"\s*(?::\s*(?P<algorithm>\w+))?"
+)
+
+
+def parse_rate_limit(text: str, *, parameter: str = "rate_limit") -> ServerRateLimit:
+    """Parse the command-line form ``LIMIT/WINDOW[:algorithm]``: ``20/1s``, ``20/s``,
+    ``100/1m:sliding_window``, ``5/500ms:gcra`` (units ms, s, m or min, h; none: s)."""
+    match = _RATE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None or (match["n"] is None and match["unit"] is None):
+        raise ConfigError(
+            parameter, text, "must look like 20/1s, 20/s or 100/1m:sliding_window (LIMIT/WINDOW)"
+        )
+    window = float(match["n"] or 1) * _UNITS[match["unit"] or "s"]
+    return ServerRateLimit(
+        int(match["limit"]), window, algorithm=match["algorithm"] or "fixed_window"
+    )
+
+
+def as_rate_limits(value: object, parameter: str = "rate_limit") -> tuple[ServerRateLimit, ...]:
+    """Accept None, a ServerRateLimit, a ``"20/1s[:algorithm]"`` string, a mapping of
+    ServerRateLimit's arguments (what :meth:`ServerRateLimit.to_dict` gives, e.g. a TOML
+    table) or a list of those. None and an empty list mean no limit."""
+    if value is None:
+        return ()
+    if isinstance(value, ServerRateLimit):
+        return (value,)
+    if isinstance(value, str):
+        return (parse_rate_limit(value, parameter=parameter),)
+    if isinstance(value, Mapping):
+        try:
+            return (ServerRateLimit(**value),)
+        except TypeError as e:
+            valid = "takes limit, window_s, algorithm and routes"
+            raise ConfigError(parameter, value, valid) from e
+    if isinstance(value, list | tuple):
+        return tuple(lim for item in value for lim in as_rate_limits(item, parameter))
+    raise ConfigError(
+        parameter,
+        value,
+        "must be a rl.ServerRateLimit(...), a string such as '20/1s:gcra', a list of them, or None",
+    )
+
+
+def as_faults(value: object, parameter: str = "faults") -> Faults | None:
+    """Accept None, a Faults or a mapping of its arguments (e.g. a TOML table)."""
+    if value is None or isinstance(value, Faults):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return Faults(**value)
+        except TypeError as e:
+            valid = "takes error_rate, status, reset_rate, stall_rate and seed"
+            raise ConfigError(parameter, value, valid) from e
+    raise ConfigError(parameter, value, "must be rl.Faults(...), a mapping of its fields or None")
+
+
+@dataclass(frozen=True, repr=False)
+class Faults:
+    """Injected failures, drawn per request from a generator seeded with ``seed``.
+
+    A request that passes the rate limits and the concurrency cap fails with probability
+    ``error_rate`` (answered with ``status`` after the latency), ``reset_rate`` (the
+    connection is dropped without a response after the latency) or ``stall_rate`` (never
+    answered, until the client gives up or the server stops). With ``seed=None`` the
+    server's seed is used.
+    """
+
+    error_rate: float = 0.0
+    status: int = 500
+    reset_rate: float = 0.0
+    stall_rate: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        total = 0.0
+        for field in ("error_rate", "reset_rate", "stall_rate"):
+            name, value = f"Faults({field})", getattr(self, field)
+            rate = positive_number(name, value, allow_zero=True)
+            if rate > 1:
+                raise ConfigError(name, value, "must be a probability in [0, 1]")
+            object.__setattr__(self, field, rate)
+            total += rate
+        if total > 1 + 1e-12:
+            raise ConfigError(
+                "Faults(error_rate + reset_rate + stall_rate)",
+                total,
+                "must be <= 1: each request gets at most one fault",
+            )
+        status = integer("Faults(status)", self.status, minimum=400)
+        if status > 599:
+            raise ConfigError("Faults(status)", status, "must be an HTTP error status, 400..599")
+        object.__setattr__(self, "status", status)
+        if self.seed is not None:
+            object.__setattr__(self, "seed", integer("Faults(seed)", self.seed, minimum=0))
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault can happen at all."""
+        return self.error_rate + self.reset_rate + self.stall_rate > 0
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data; :func:`as_faults` reads it back."""
+        return dataclasses.asdict(self)
+
+    def __repr__(self) -> str:
+        parts = [
+            f"{f}={getattr(self, f)!r}"
+            for f, default in (
+                ("error_rate", 0.0),
+                ("status", 500),
+                ("reset_rate", 0.0),
+                ("stall_rate", 0.0),
+                ("seed", None),
+            )
+            if getattr(self, f) != default
+        ]
+        return f"Faults({', '.join(parts)})"
