@@ -142,6 +142,7 @@ def _run_in_thread(exp: Experiment, progress: bool) -> Result:
             if loop is not None and task is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(task.cancel)
             finished.wait()
+        thread.join(1.0)  # it has finished its work; let it exit (leave no thread behind)
         if engines:
             bar.update_to(engines[0].completed)
     finally:

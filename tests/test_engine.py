@@ -224,6 +224,7 @@ def test_keyboard_interrupt_in_a_notebook_style_run_returns_a_partial_result(fre
     assert (result.df.status[~cancelled] == 200).all()
     # it stopped within a second of the interrupt, long before the 4 s the run needed
     assert result.df.done_s.max() < 2.0
+    assert not [t for t in threading.enumerate() if t.name == "ratelab-run"], "no thread left"
 
 
 @pytest.mark.parametrize(
