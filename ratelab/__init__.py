@@ -25,7 +25,7 @@ from .plots import (
     plot_waits,
 )
 from .policies import Faults, ServerRateLimit
-from .result import Result
+from .result import Result, load
 from .runner import arun, run
 from .server import LocalServer, serve
 from .strategies import (
@@ -39,6 +39,7 @@ from .strategies import (
     TokenBucket,
     Unlimited,
 )
+from .sweep import SweepResult, plot_sweep, sweep
 
 __version__ = "0.1.0"
 
@@ -65,6 +66,7 @@ __all__ = [
     "ServerRateLimit",
     "SlidingWindow",
     "Strategy",
+    "SweepResult",
     "TokenBucket",
     "Uniform",
     "Unlimited",
@@ -75,15 +77,18 @@ __all__ = [
     "concurrency",
     "dashboard",
     "latency",
+    "load",
     "phase_means",
     "plot_concurrency",
     "plot_latency",
+    "plot_sweep",
     "plot_throughput",
     "plot_timeline",
     "plot_waits",
     "run",
     "serve",
     "summary",
+    "sweep",
     "throughput",
     "windows",
 ]

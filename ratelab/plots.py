@@ -55,7 +55,7 @@ PHASE_COLORS: dict[str, str] = {
 PHASE_LABELS: dict[str, str] = {
     "queue": "queued for a worker",
     "think": "think time",
-    "limiter": "waiting for the limiter",
+    "limiter": "waiting for a limiter or semaphore",
     "pool": "waiting for a connection",
     "in_flight": "in flight (server)",
 }

@@ -260,6 +260,7 @@ async def _handle(request: web.Request, handler: _Handler) -> web.StreamResponse
     run, request_id, attempt = _parse_id(request.headers.get(ID_HEADER))
     status, decision = STATUS_CANCELLED, "ok"  # status stays 499 if we are cancelled
     policy, admitted, limit_headers, fault = state.policy, False, None, _NO_FAULT
+    logged = False
     try:
         if policy is not None:  # rejections are answered at once, without the latency
             if policy.limits and (verdict := policy.rate_limit(request.path, arrival)):
@@ -285,6 +286,10 @@ async def _handle(request: web.Request, handler: _Handler) -> web.StreamResponse
                 return web.Response(status=status, text="injected fault", headers=limit_headers)
             if fault == _FAULT_RESET:
                 status = STATUS_NO_RESPONSE
+                # log before the hang-up: the client may read the log as soon as it sees it
+                state.log.append((run, request_id, attempt, request.method, request.path,
+                                  arrival, time.monotonic(), status, decision))  # fmt: skip
+                logged = True
                 await _drop_connection(request)
             assert policy is not None
             await _stall(request, policy)  # ends only by cancellation: logged as 499
@@ -304,8 +309,9 @@ async def _handle(request: web.Request, handler: _Handler) -> web.StreamResponse
     finally:
         if admitted:
             policy.in_flight -= 1  # type: ignore[union-attr]
-        state.log.append((run, request_id, attempt, request.method, request.path,
-                          arrival, time.monotonic(), status, decision))  # fmt: skip
+        if not logged:
+            state.log.append((run, request_id, attempt, request.method, request.path,
+                              arrival, time.monotonic(), status, decision))  # fmt: skip
 
 
 # --- routes ------------------------------------------------------------------------------------
