@@ -61,6 +61,7 @@ PHASE_LABELS: dict[str, str] = {
 }
 #: Marker colour of failed attempts.
 FAILURE_COLOR = "#e15759"
+RETRY_COLOR = "#59316b"  # marks attempts 2, 3, ... in the timeline
 #: Reference lines (rate limit, caps, workers): (colour, linestyle). Dark grey, so that
 #: they never look like a run's line (runs take the property cycle's colours).
 CAP_STYLES: dict[str, tuple[str, str]] = {
@@ -159,7 +160,8 @@ def plot_timeline(
     Phases: think time (``dequeued_s`` to ``ready_s``), waiting for the limiter
     (``ready_s`` to ``admitted_s``), waiting for a connection (``pool_queued_s`` to
     ``pool_acquired_s``) and in flight (``sent_s`` to ``done_s``); a wait cut short by a
-    failure ends at ``done_s``. Failed attempts get a red x at ``done_s``. Only the
+    failure ends at ``done_s``. Failed attempts get a red x at ``done_s``; retries (attempt
+    2, 3, ...) a triangle where they start, after their backoff (drawn as think time). Only the
     attempts of the first ``max_requests`` requests (lowest ids) are drawn. Each phase is
     one :class:`~matplotlib.collections.PolyCollection` (what ``broken_barh`` makes, built
     in one go for bars on different rows), labelled with :data:`PHASE_LABELS`.
@@ -211,6 +213,18 @@ def plot_timeline(
             color=FAILURE_COLOR,
             label=f"failed ({int(failed.sum())})",
             gid="failed",
+        )
+    retry = (d["attempt"].to_numpy() > 1) & np.isfinite(analysis._col(d, "ready_s"))
+    if retry.any():  # a retry's bar starts with its backoff (drawn as think time)
+        ax.plot(
+            analysis._col(d, "ready_s")[retry],
+            y[retry],
+            linestyle="none",
+            marker=">",
+            markersize=5,
+            color=RETRY_COLOR,
+            label=f"retry ({int(retry.sum())})",
+            gid="retry",
         )
     ax.autoscale_view()
     ax.set_xlim(left=min(0.0, ax.get_xlim()[0]))

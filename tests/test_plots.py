@@ -135,6 +135,26 @@ def test_timeline_bars_per_phase() -> None:
     assert has_unit(ax.get_xlabel()) and "worker" in ax.get_ylabel()
 
 
+def test_timeline_marks_retries_where_they_start() -> None:
+    df = make_frame(
+        request_id=[0, 0, 0, 1],
+        attempt=[1, 2, 3, 1],
+        worker=[0, 0, 0, 1],
+        dequeued_s=[0.0, 1.0, 2.5, 0.0],
+        ready_s=[0.0, 1.2, 2.9, 0.0],
+        admitted_s=[0.0, 1.2, 2.9, 0.0],
+        sent_s=[0.0, 1.2, 2.9, 0.0],
+        done_s=[1.0, 2.5, 3.0, 0.5],
+        status=[503, 503, 200, 200],
+    )
+    ax = plots.plot_timeline(df)
+    (retry,) = by_gid(ax, "retry")
+    assert list(retry.get_xdata()) == [1.2, 2.9] and list(retry.get_ydata()) == [0, 0]
+    assert retry.get_label() == "retry (2)"
+    (failed,) = by_gid(ax, "failed")
+    assert sorted(failed.get_xdata()) == [1.0, 2.5]
+
+
 def test_timeline_max_requests() -> None:
     ax = plots.plot_timeline(run_frame(10), max_requests=3)
     (flight,) = by_gid(ax, "in_flight")
