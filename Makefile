@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-smoke browser-deps clean
+.PHONY: demo test test-fast lint format bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("ratelab needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# the quick loop: everything but the notebooks and the real browser
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -q -m "not notebooks and not browser"
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -15,6 +15,7 @@ from .analysis import WindowStats, concurrency, latency, phase_means, summary, t
 from .config import Arrivals, Constant, Experiment, Poisson
 from .distributions import Distribution, Exponential, Fixed, LogNormal, Uniform
 from .errors import ConfigError, RatelabError, ResultFileError
+from .notebook import allow_asyncio_run
 from .plots import (
     compare,
     dashboard,
@@ -72,6 +73,7 @@ __all__ = [
     "Unlimited",
     "WindowStats",
     "__version__",
+    "allow_asyncio_run",
     "arun",
     "compare",
     "concurrency",
