@@ -11,10 +11,12 @@ with rl.LocalServer(latency=rl.Uniform(0.05, 0.2)) as server:
 
 from __future__ import annotations
 
+from . import redis_server
 from .analysis import WindowStats, concurrency, latency, phase_means, summary, throughput, windows
 from .config import Arrivals, Constant, Experiment, Poisson
 from .distributions import Distribution, Exponential, Fixed, LogNormal, Uniform
 from .errors import ConfigError, RatelabError, ResultFileError
+from .multiprocess import run_processes
 from .notebook import allow_asyncio_run
 from .plots import (
     compare,
@@ -29,6 +31,7 @@ from .policies import Faults, ServerRateLimit
 from .result import Result, load
 from .runner import arun, run
 from .server import LocalServer, serve
+from .shared import RedisUnavailableError, SharedRateLimit
 from .strategies import (
     Adaptive,
     Concurrency,
@@ -61,10 +64,12 @@ __all__ = [
     "Poisson",
     "RateLimit",
     "RatelabError",
+    "RedisUnavailableError",
     "Result",
     "ResultFileError",
     "Retry",
     "ServerRateLimit",
+    "SharedRateLimit",
     "SlidingWindow",
     "Strategy",
     "SweepResult",
@@ -87,7 +92,9 @@ __all__ = [
     "plot_throughput",
     "plot_timeline",
     "plot_waits",
+    "redis_server",
     "run",
+    "run_processes",
     "serve",
     "summary",
     "sweep",

@@ -170,6 +170,7 @@ class Experiment:
     seed: int | None = None
     name: str | None = None
     polite: bool = True
+    processes: int = 1
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -200,6 +201,7 @@ class Experiment:
             integer("seed", self.seed, minimum=0)
         if self.name is not None and not isinstance(self.name, str):
             raise ConfigError("name", self.name, "must be a string or None")
+        s(self, "processes", integer("processes", self.processes, minimum=1))
         if not isinstance(self.polite, bool):
             raise ConfigError("polite", self.polite, "must be True or False")
         if self.polite:
@@ -259,6 +261,7 @@ class Experiment:
             "seed": self.seed,
             "name": self.name,
             "polite": self.polite,
+            "processes": self.processes,
         }
 
     @classmethod

@@ -75,6 +75,12 @@ async def arun(experiment: Experiment, *, progress: bool = True) -> Result:
     Cancelling the awaiting task stops the run and returns the partial Result.
     """
     exp = _check(experiment)
+    if exp.processes != 1:
+        raise ConfigError(
+            "processes",
+            exp.processes,
+            "arun runs in this loop only: use rl.run(exp) for processes > 1",
+        )
     bar = _Progress(exp, progress)
     try:
         return await _execute(exp, bar, [])
@@ -82,14 +88,23 @@ async def arun(experiment: Experiment, *, progress: bool = True) -> Result:
         bar.close()
 
 
-def run(experiment: Experiment, *, progress: bool = True) -> Result:
+def run(experiment: Experiment, *, progress: bool = True, processes: int | None = None) -> Result:
     """Run ``experiment`` to the end and return its Result; works in scripts and in Jupyter.
 
     ``progress=False`` hides the progress bar (so does ``TQDM_DISABLE=1``). An interrupt
     (Ctrl-C, the kernel's Stop button) cancels the run and returns the partial Result, with
     ``result.interrupted`` set and unfinished requests marked ``CancelledError``.
+
+    ``processes=N`` (or ``Experiment(processes=N)``) splits the requests and workers across
+    N OS processes, each with its own loop, and merges their frames (a ``process`` column,
+    one clock): see :func:`ratelab.multiprocess.run_processes`.
     """
     exp = _check(experiment)
+    n = exp.processes if processes is None else processes
+    if n != 1:
+        from .multiprocess import run_processes
+
+        return run_processes(exp.replace(processes=n), processes=n, progress=progress)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

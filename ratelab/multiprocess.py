@@ -1,0 +1,561 @@
+"""Many clients, one target: an Experiment split across N operating-system processes.
+
+    with rl.LocalServer(name="many") as server:
+        exp = rl.Experiment(target=server, requests=400, workers=40, strategy=rl.RateLimit(20))
+        result = run_processes(exp, processes=4)   # four clients, each with its own RateLimit
+        result.df.groupby("process").size()        # one frame; `process` says who sent what
+
+Why: a limiter inside one process knows nothing of the others. Four processes, each with
+``RateLimit(20)``, send 80 requests/s; :class:`~ratelab.shared.SharedRateLimit` keeps one
+count in Redis so the four together send 20/s. This module runs such fleets and merges
+what they recorded into one :class:`~ratelab.result.Result`.
+
+How the work is split (process ``k`` of ``N``):
+
+* ``requests`` and ``workers`` are divided as evenly as possible, the first ``total % N``
+  processes getting one more (``requests=10, N=3`` -> 4, 3, 3). Every process needs a
+  worker, so ``processes`` may not exceed ``workers``. The strategy applies in every
+  process as written: ``RateLimit(20)`` is 20/s *per process*.
+* ``seed`` -> ``seed + k`` (None stays None: each process draws its own).
+* An open-loop ``arrivals`` rate is scaled by the process's share of the requests, so all
+  processes finish arriving together (independent Poisson streams add up to the original
+  Poisson rate; ``Constant`` streams are in phase: the k-th arrivals coincide).
+* A :class:`~ratelab.server.LocalServer` target is started in this (the parent) process if
+  it is not running, and the children get its URL; its log becomes ``server_log``.
+
+Each child is a fresh interpreter (``multiprocessing`` "spawn" context: safe with threads,
+in Jupyter and on every OS). It rebuilds the experiment from ``Experiment.to_dict()`` (a
+custom Strategy subclass must live in an importable module; one defined in a notebook
+cannot reach the children), builds its :class:`~ratelab.engine.Engine`, reports ready and
+waits for the parent's go, so all clients start together. It runs the engine under an
+``asyncio.Runner`` and writes its Result to a Parquet file in a temporary directory
+(``Result.save``: frames can be large, and a file avoids pushing them through a pipe);
+the parent reads the files back and merges them. Scripts that call this must guard
+their top level with ``if __name__ == "__main__":`` (spawn re-imports the main module).
+
+The merged frame:
+
+* ``request_id`` is global: process ``k``'s ids are offset by the requests before its slice
+  (0..requests-1 overall, unique); a new ``process`` column (int16), the LAST column, says
+  which process sent the attempt (``ratelab.records.COLUMNS`` stay first, in order).
+* All times are on ONE clock. Every child's loop clock is ``time.monotonic()``, which on
+  one machine is the same clock in every process; the engine stamps its loop's start as
+  ``meta["t0_monotonic"]``. Process ``k``'s times are shifted by ``t0_k - min(t0)``, so the
+  merged run starts at 0 and times compare across processes exactly. (Across machines the
+  monotonic clocks are unrelated: there only durations compare, and aligning runs needs
+  the wall clock — ``meta["started_at"]``, NTP-synchronised, good to a few ms.)
+* ``server_log`` (LocalServer targets): ``server.log(t0=min(t0))`` restricted to the
+  children's run tokens, with ``process`` added (from the token) and ``request_id`` made
+  global like the client frame's, so the two join on ``request_id`` + ``attempt``.
+* ``meta``: the children's versions and platform, ``processes``, ``t0_monotonic`` (the
+  earliest), ``interrupted``, ``wall_s`` (first start to last finish), ``runs`` (the run
+  tokens, by process) and ``process_meta`` (per process: pid, run token, requests, workers,
+  seed, request offset, t0 and its shift, wall time, interrupted).
+
+Progress: one tqdm bar for all processes, fed by a shared array of per-process counts that
+each child's engine updates every 0.1 s (its ``on_tick``).
+
+Interrupt (Ctrl-C, the kernel's Stop button): the parent sends SIGINT to every child (once:
+a child ignores repeats, e.g. the terminal's own SIGINT to the process group); each child
+cancels its run, which keeps what it recorded, unfinished requests marked
+``CancelledError``; the merged Result has ``meta["interrupted"] = True``. A child that
+hands in nothing (interrupted while still starting) is listed in ``meta["lost_processes"]``
+and its requests are missing from the frame; if none has anything, KeyboardInterrupt is
+raised. A second KeyboardInterrupt in the parent stops waiting. Children are always
+joined; one that does not finish in time is terminated, then killed: no process is left
+behind. Signals are POSIX: on Windows an interrupt ends the children without their
+partial records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._validate import integer
+from .config import Constant, Experiment, Poisson
+from .errors import ConfigError, RatelabError
+from .records import TIME_COLUMNS
+from .result import Result, load
+
+__all__ = ["PROCESS_COLUMN", "run_processes", "split_evenly"]
+
+#: The column of the merged frame (and server log) naming the process, 0..N-1.
+PROCESS_COLUMN = "process"
+STARTUP_TIMEOUT_S = 120.0  # every child must be ready (imported, engine built) by then
+INTERRUPT_TIMEOUT_S = 30.0  # after an interrupt, children get this long to hand in results
+JOIN_TIMEOUT_S = 5.0  # a child that sent its result must exit within this, or is terminated
+TICK_S = 0.1
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` sizes differing by at most one, larger ones first."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if k < extra else 0) for k in range(parts)]
+
+
+# ------------------------------------------------------------------ the child process
+
+
+class _ChildSignals:
+    """SIGINT in a child: cancel the run once, however many arrive.
+
+    Before the loop runs, a plain handler only notes the interrupt; while it runs, the
+    loop's own handler (``add_signal_handler``: called on the loop, never mid-bytecode)
+    cancels the running task, once. The engine catches the cancellation and returns the
+    partial records."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.cancelled = False
+        self.task: asyncio.Task[Any] | None = None
+        signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+
+    def _on_loop_sigint(self) -> None:
+        self.interrupted = True
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if not self.cancelled and self.task is not None:
+            self.cancelled = True
+            self.task.cancel()
+
+    def arm(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        with contextlib.suppress(NotImplementedError):  # Windows loops have no signal handlers
+            loop.add_signal_handler(signal.SIGINT, self._on_loop_sigint)
+        if self.interrupted:  # it came before the loop: cancel at the engine's first await
+            self._cancel()
+
+    def disarm(self) -> None:
+        # the loop's removal restores Python's default handler: put ours back
+        signal.signal(signal.SIGINT, self._note)
+
+
+async def _run_engine(engine: Any, signals: _ChildSignals) -> tuple[Any, dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    signals.arm(loop, task)
+    try:
+        return await engine.run()  # awaited directly: the cancel lands inside its try
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+        signals.disarm()
+        for guard in getattr(engine, "guards", ()):  # e.g. SharedRateLimit's connections
+            aclose = getattr(guard, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+
+def _parent_alive() -> bool:
+    parent = multiprocessing.parent_process()
+    return parent is None or parent.is_alive()
+
+
+def _child_main(
+    k: int,
+    data: dict[str, Any],
+    modules: list[str],
+    counts: Any,
+    messages: Any,
+    go: Any,
+    out_dir: str,
+) -> None:
+    """The entry point of child ``k`` (importable, as "spawn" needs). Messages to the
+    parent: ``("ready", k, pid)``, then ``("done", k, path)`` or ``("error", k, traceback)``."""
+    signals = _ChildSignals()
+    code = 0
+    try:
+        for name in modules:  # where the strategies' classes live (they register on import)
+            importlib.import_module(name)
+        from .engine import Engine
+
+        exp = Experiment.from_dict(data)
+
+        def tick(done: int) -> None:
+            counts[k] = done
+
+        for part in exp.strategy.parts:  # one-off costs now, not in the run's first second
+            warm_up = getattr(part, "warm_up", None)
+            if callable(warm_up):
+                warm_up()
+        engine = Engine(exp, base_url=exp.target_url, on_tick=tick, tick_s=TICK_S)
+        messages.put(("ready", k, os.getpid()))
+        while not go.wait(TICK_S):
+            if signals.interrupted:
+                break  # run anyway: cancelled at once, every row a CancelledError
+            if not _parent_alive():
+                raise RatelabError("the parent process is gone")
+        with asyncio.Runner() as runner:
+            store, meta = runner.run(_run_engine(engine, signals))
+        meta["pid"] = os.getpid()
+        result = Result(df=store.to_frame(), experiment=exp, meta=meta)
+        path = result.save(Path(out_dir) / f"process-{k}.parquet")
+        messages.put(("done", k, str(path)))
+    except BaseException:
+        code = 1
+        messages.put(("error", k, traceback.format_exc()))
+    # Hand the message over, then leave without the interpreter's teardown (garbage
+    # collecting pandas, matplotlib, ...: a few hundred ms per child that the parent
+    # would wait for). Everything that matters is on disk or in the pipe by now.
+    messages.close()
+    messages.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+# ------------------------------------------------------------------ the parent
+
+
+def _modules(exp: Experiment) -> list[str]:
+    """Modules the children import so every strategy class of ``exp`` is registered."""
+    out: list[str] = []
+    for part in exp.strategy.parts:
+        name = type(part).__module__
+        if name in ("__main__", "__mp_main__"):
+            main = sys.modules.get("__main__")
+            if getattr(main, "__file__", None) is None:  # a notebook or an interactive shell
+                raise ConfigError(
+                    "strategy", part,
+                    f"{type(part).__name__} is defined in the notebook/interactive session, "
+                    "which child processes cannot import: move the class into a module",
+                )  # fmt: skip
+            continue  # a script: spawn re-runs it as __mp_main__, which defines the class
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _slices(exp: Experiment, n: int, url: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The children's experiments (plain data) and their request offsets."""
+    requests = split_evenly(exp.requests, n)
+    workers = split_evenly(exp.workers, n)
+    offsets = [int(x) for x in np.cumsum([0, *requests[:-1]])]
+    out = []
+    for k in range(n):
+        changes: dict[str, Any] = {
+            "target": url,
+            "requests": requests[k],
+            "workers": workers[k],
+            "seed": None if exp.seed is None else exp.seed + k,
+            "processes": 1,
+        }
+        arrivals = exp.arrivals
+        if isinstance(arrivals, Constant | Poisson) and requests[k] > 0:
+            share = requests[k] / exp.requests
+            changes["arrivals"] = type(arrivals)(arrivals.rate_per_s * share)
+        out.append(exp.replace(**changes).to_dict())
+    return out, offsets
+
+
+class _Bar:
+    def __init__(self, exp: Experiment, n: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        kwargs: dict[str, Any] = {} if enabled else {"disable": True}
+        desc = f"{exp.label} ×{n}"
+        self.bar = tqdm(total=exp.requests, desc=desc, unit="req", **kwargs)
+        self.n = 0
+
+    def update_to(self, n: int) -> None:
+        if n > self.n:
+            self.bar.update(n - self.n)
+            self.n = n
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class _Fleet:
+    """The children of one run and what they have reported."""
+
+    procs: list[Any]
+    messages: Any
+    go: Any
+    counts: Any
+    ready: set[int] = field(default_factory=set)
+    done: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    exited_at: dict[int, float] = field(default_factory=dict)
+    signalled: bool = False
+
+    @property
+    def open(self) -> list[int]:
+        return [k for k in range(len(self.procs)) if k not in self.done and k not in self.errors]
+
+    def poll(self, timeout: float) -> None:
+        """Take the messages that arrive within ``timeout``; note children that died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                kind, k, payload = self.messages.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if kind == "ready":
+                self.ready.add(k)
+            elif kind == "done":
+                self.done[k] = payload
+            else:
+                self.errors[k] = payload
+            if time.monotonic() >= deadline:
+                break
+        now = time.monotonic()
+        for k in self.open:  # exited without a word (killed): give its pipe a moment first
+            if self.procs[k].exitcode is not None:
+                first = self.exited_at.setdefault(k, now)
+                if now - first > 1.0:
+                    code = self.procs[k].exitcode
+                    self.errors[k] = f"exited with code {code} without sending a result"
+
+    def interrupt(self) -> None:
+        """SIGINT to every child still running (once), and let waiting ones go."""
+        if not self.signalled:
+            self.signalled = True
+            for k in self.open:
+                p = self.procs[k]
+                if p.pid is not None and p.exitcode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.pid, signal.SIGINT)
+        self.go.set()
+
+    def wait_all(self, deadline: float, on_tick: Callable[[], None] | None = None) -> None:
+        while self.open and time.monotonic() < deadline:
+            self.poll(TICK_S)
+            if on_tick is not None:
+                on_tick()
+
+    def reap(self) -> None:
+        """Join every child; terminate, then kill, any that lingers. No zombies."""
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for p in self.procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
+            if p.exitcode is None:
+                p.terminate()
+                p.join(2.0)
+            if p.exitcode is None:
+                p.kill()
+                p.join()
+        for p in self.procs:
+            with contextlib.suppress(ValueError):
+                p.close()
+        self.messages.close()
+
+
+def run_processes(experiment: Experiment, *, processes: int, progress: bool = True) -> Result:
+    """Run ``experiment`` split across ``processes`` OS processes; return one merged Result.
+
+    See the module docstring for how requests, workers, seeds and arrivals are split, and
+    how the records and the server log are merged onto one clock. Raises
+    :class:`~ratelab.errors.ConfigError` for ``processes`` that is not an int >= 1 or
+    exceeds ``workers``; :class:`~ratelab.errors.RatelabError` (with the child's traceback)
+    when a child fails. An interrupt returns the partial Result with
+    ``meta["interrupted"] = True``.
+    """
+    if not isinstance(experiment, Experiment):
+        raise ConfigError("experiment", experiment, "must be an rl.Experiment(...)")
+    exp = experiment
+    n = integer("processes", processes, minimum=1)
+    if n > exp.workers:
+        raise ConfigError(
+            "processes", processes,
+            f"must be <= workers={exp.workers}: every process needs at least one worker",
+        )  # fmt: skip
+    modules = _modules(exp)
+    for part in exp.strategy.parts:  # e.g. SharedRateLimit: is Redis there? (fail early)
+        preflight = getattr(part, "preflight", None)
+        if callable(preflight):
+            preflight()
+    server = None if isinstance(exp.target, str) else exp.target
+    started_here = server is not None and not server.running
+    if started_here:
+        server.start()  # type: ignore[union-attr]
+    try:
+        url = exp.target_url
+        data, offsets = _slices(exp, n, url)
+        with tempfile.TemporaryDirectory(prefix="ratelab-processes-") as out_dir:
+            results, interrupted = _run_fleet(exp, n, data, modules, out_dir, progress)
+        return _merge(exp, results, offsets, server, interrupted=interrupted)
+    finally:
+        if started_here:
+            server.stop()  # type: ignore[union-attr]
+
+
+def _run_fleet(
+    exp: Experiment,
+    n: int,
+    data: list[dict[str, Any]],
+    modules: list[str],
+    out_dir: str,
+    progress: bool,
+) -> tuple[dict[int, Result], bool]:
+    ctx = multiprocessing.get_context("spawn")
+    fleet = _Fleet(
+        procs=[], messages=ctx.Queue(), go=ctx.Event(), counts=ctx.Array("q", n, lock=False)
+    )
+    bar = _Bar(exp, n, progress)
+
+    def tick() -> None:
+        bar.update_to(sum(fleet.counts[:]))
+
+    interrupted = False
+    try:
+        try:
+            for k in range(n):
+                p = ctx.Process(
+                    target=_child_main,
+                    args=(k, data[k], modules, fleet.counts, fleet.messages, fleet.go, out_dir),
+                    name=f"ratelab-process-{k}",
+                    daemon=True,
+                )
+                fleet.procs.append(p)
+                p.start()
+            started = time.monotonic()
+            while len(fleet.ready | fleet.errors.keys()) < n and not fleet.errors:
+                if time.monotonic() - started > STARTUP_TIMEOUT_S:
+                    raise RatelabError(
+                        f"only {len(fleet.ready)} of {n} processes were ready after "
+                        f"{STARTUP_TIMEOUT_S:g} s"
+                    )
+                fleet.poll(TICK_S)
+            if not fleet.errors:
+                fleet.go.set()  # every child built its engine: start together
+            while fleet.open and not fleet.errors:
+                fleet.poll(TICK_S)
+                tick()
+        except KeyboardInterrupt:
+            interrupted = True
+            fleet.interrupt()
+            fleet.wait_all(time.monotonic() + INTERRUPT_TIMEOUT_S, tick)
+        if fleet.errors and not interrupted:  # stop the others, report the first failure
+            fleet.interrupt()
+            fleet.wait_all(time.monotonic() + INTERRUPT_TIMEOUT_S)
+            k = min(fleet.errors)
+            raise RatelabError(f"process {k} of {n} failed:\n{fleet.errors[k]}")
+        tick()
+    finally:
+        bar.close()
+        fleet.reap()
+    results = {k: load(path) for k, path in sorted(fleet.done.items())}
+    if not results:
+        if interrupted:  # stopped before any process had anything to show
+            raise KeyboardInterrupt
+        raise RatelabError(f"none of the {n} processes returned a result")
+    return results, interrupted
+
+
+# ------------------------------------------------------------------ merging
+
+
+def _union_categoricals(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Give every categorical column the same categories in every frame (first-seen order),
+    so ``pd.concat`` keeps it categorical."""
+    if not frames:
+        return frames
+    for col in frames[0].columns:
+        if not isinstance(frames[0][col].dtype, pd.CategoricalDtype):
+            continue
+        cats: dict[Any, None] = {}
+        for f in frames:
+            cats.update(dict.fromkeys(f[col].cat.categories))
+        index = pd.Index(list(cats), dtype=frames[0][col].cat.categories.dtype)
+        for f in frames:
+            f[col] = f[col].cat.set_categories(index)
+    return frames
+
+
+def _merge(
+    exp: Experiment,
+    results: dict[int, Result],
+    offsets: list[int],
+    server: Any,
+    *,
+    interrupted: bool,
+) -> Result:
+    t0 = {k: float(r.meta["t0_monotonic"]) for k, r in results.items()}
+    t_min = min(t0.values())
+    frames = []
+    for k, r in results.items():
+        df = r.df.copy()
+        shift = t0[k] - t_min
+        for c in TIME_COLUMNS:
+            df[c] = df[c] + shift
+        df["request_id"] = df["request_id"] + offsets[k]
+        df[PROCESS_COLUMN] = np.full(len(df), k, np.int16)
+        frames.append(df)
+    df = pd.concat(_union_categoricals(frames), ignore_index=True)
+    df = df.sort_values(["request_id", "attempt"], kind="stable", ignore_index=True)
+
+    process_meta = []
+    for k, r in results.items():
+        m = r.meta
+        entry = {
+            "process": k,
+            "pid": m.get("pid"),
+            "run": m["run"],
+            "requests": r.experiment.requests,
+            "workers": r.experiment.workers,
+            "seed": r.experiment.seed,
+            "request_offset": offsets[k],
+            "t0_monotonic": t0[k],
+            "t0_shift_s": t0[k] - t_min,
+            "started_at": m.get("started_at"),
+            "wall_s": m.get("wall_s"),
+            "interrupted": bool(m.get("interrupted", False)),
+        }
+        if "adaptive_rate" in m:
+            entry["adaptive_rate"] = [(t + t0[k] - t_min, rate) for t, rate in m["adaptive_rate"]]
+        process_meta.append(entry)
+    first = results[min(results)].meta
+    skip = {"run", "t0_monotonic", "started_at", "wall_s", "interrupted", "seed", "pid",
+            "adaptive_rate"}  # fmt: skip
+    meta: dict[str, Any] = {k: v for k, v in first.items() if k not in skip}
+    meta.update(
+        started_at=min(str(p["started_at"]) for p in process_meta),
+        seed=exp.seed,
+        wall_s=max(p["t0_shift_s"] + float(p["wall_s"] or 0.0) for p in process_meta),
+        interrupted=interrupted or any(p["interrupted"] for p in process_meta),
+        t0_monotonic=t_min,
+        processes=len(offsets),
+        runs=[p["run"] for p in process_meta],
+        process_meta=process_meta,
+    )
+    lost = [k for k in range(len(offsets)) if k not in results]
+    if lost:
+        meta["lost_processes"] = lost
+
+    server_log = None
+    if server is not None:
+        runs = {p["run"]: p["process"] for p in process_meta}
+        log = server.log(t0=t_min)
+        log = log[log["run"].isin(list(runs))].reset_index(drop=True).copy()
+        proc = log["run"].astype(str).map(runs).to_numpy(dtype=np.int16)
+        log["run"] = log["run"].cat.remove_unused_categories()
+        log["request_id"] = log["request_id"] + np.asarray(offsets, np.int64)[proc]
+        log[PROCESS_COLUMN] = proc
+        server_log = log
+    return Result(df=df, experiment=exp, meta=meta, server_log=server_log)

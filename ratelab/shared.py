@@ -1,0 +1,324 @@
+"""One rate limit shared by many clients: :class:`SharedRateLimit`, kept in Redis.
+
+    with rl.redis_server.start() as redis:      # or any Redis: redis://host:6379/0
+        exp = rl.Experiment(target=server, requests=400, workers=40,
+                            strategy=SharedRateLimit(20, redis=redis.url))
+        result = run_processes(exp, processes=4)   # 20/s in total, not 20/s per process
+
+A per-process limiter (``rl.RateLimit(20)``) knows only its own requests: four processes
+each allowed 20/s send 80/s. :class:`SharedRateLimit` keeps the count in Redis, through the
+``limits`` package (its async Redis storage, on the ``coredis`` client), so every process,
+thread or machine using the same Redis and ``key`` draws from one budget. A request over
+the limit WAITS: the guard asks Redis when the window frees up (``get_window_stats``), sleeps
+until then and tries again; the wait shows in ``admitted_s - ready_s`` like any limiter's.
+
+Algorithms (``limits`` strategies; all allow at most ``max_rate`` hits per ``per_s``):
+
+``"moving_window"`` (default)
+    An exact log of the last ``max_rate`` hits (a Redis list): a hit at ``t`` is allowed if
+    fewer than ``max_rate`` hits lie in ``[t - per_s, t]``. Never more than ``max_rate`` in
+    ANY window of ``per_s`` — by the clients' clocks at acquisition.
+``"sliding_window_counter"``
+    Two fixed-window counters, the previous one weighted by its overlap: cheaper, an
+    approximation that can let a few more through than the moving window.
+``"fixed_window"``
+    One counter per window that opens at the first hit and expires after ``per_s``: up to
+    ``2 * max_rate`` can pass across the edge of two windows.
+
+Timing. The moving window stamps each hit with the client's ``time.time()`` as it goes to
+Redis; the server counts the request when it arrives, a delivery delay later (the Redis
+reply, the HTTP send, a new connection, the OS scheduler: from 0.1 ms to tens of ms on a
+busy machine, more across a network). Were a slot reused the instant it frees, a request
+delayed on its way followed by a prompt one could reach a strict server less than
+``per_s`` apart, and the server would count ``max_rate + 1``. So a waiting request retries
+``margin_s`` (default 20 ms) after the window frees: delivery delays that differ by less
+than that never show at the server. It costs ``margin_s / per_s`` of the rate when
+saturated (2% at the defaults); raise it for a server across a network (to about the
+network's jitter), set 0 for the exact limiter. A hit that needs no wait is not delayed.
+Processes on one machine share the clock; across machines the clocks differ by their NTP
+error (ms), which shifts where each client thinks the window ends by as much.
+
+Per process, acquisitions go one at a time, first come first served: only the head of the
+line talks to Redis (no herd of waiters polling it), at one round trip per acquire
+(~0.1-0.3 ms locally) — at most a few thousand acquires per second per process.
+
+Requirements: ``pip install 'ratelab[redis]'`` (``limits[async-redis]``) and a running Redis
+(:func:`ratelab.redis_server.start` runs a throwaway one). Redis missing or gone: the
+request's acquire raises :class:`RedisUnavailableError` within ``timeout_s`` (plus the
+client's two quick reconnect tries), so the attempt is an error row, never a hang;
+:meth:`SharedRateLimit.preflight` checks the same before a run and raises it with the way
+to start Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import KW_ONLY, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._validate import positive_number
+from .errors import ConfigError, RatelabError
+from .strategies import Guard, Strategy
+
+__all__ = [
+    "DEFAULT_REDIS",
+    "SHARED_ALGORITHMS",
+    "RedisUnavailableError",
+    "SharedRateLimit",
+    "available",
+]
+
+#: Where SharedRateLimit looks for Redis unless told otherwise.
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+#: algorithm -> the ``limits.aio.strategies`` class that implements it.
+SHARED_ALGORITHMS = {
+    "moving_window": "MovingWindowRateLimiter",
+    "sliding_window_counter": "SlidingWindowCounterRateLimiter",
+    "fixed_window": "FixedWindowRateLimiter",
+}
+MIN_WAIT_S = 0.0005  # a hit that lost a race for a free slot retries after this ...
+JITTER_S = 0.001  # ... and every retry after up to this much more, at random
+_SCHEMES = ("redis", "rediss", "redis+unix", "unix")
+
+_RATE_VALID = (
+    "must be a whole number >= 1 (limits counts whole requests); "
+    "e.g. 2.5/s is SharedRateLimit(5, per_s=2)"
+)
+_PER_VALID = (
+    "must be a whole number of seconds >= 1: limits' windows are whole seconds (it has no "
+    "millisecond granularity); e.g. 10 per 0.5 s is closest to SharedRateLimit(20, per_s=1)"
+)
+_EXTRA_HINT = (
+    "SharedRateLimit needs the 'limits' package with its async Redis client (coredis): "
+    "pip install 'ratelab[redis]' (or: pip install 'limits[async-redis]')"
+)
+
+
+class RedisUnavailableError(RatelabError):
+    """Redis did not answer (not running, gone mid-run, or too slow): no request may go."""
+
+
+def _unavailable(url: str, cause: BaseException | str) -> RedisUnavailableError:
+    what = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+    return RedisUnavailableError(
+        f"Redis at {url} is not answering ({what}). SharedRateLimit keeps its count in "
+        "Redis: start one with `redis-server --port 6379 --save '' --appendonly no`, or from "
+        "Python `redis = ratelab.redis_server.start()` and pass `redis=redis.url`"
+    )
+
+
+def _whole(name: str, value: object, valid: str) -> int:
+    """A positive whole number (``20`` or ``20.0``) as an int."""
+    f = positive_number(name, value)
+    if f != math.floor(f):
+        raise ConfigError(name, value, valid)
+    return int(f)
+
+
+@dataclass(frozen=True, repr=False)
+class SharedRateLimit(Strategy):
+    """At most ``max_rate`` requests per ``per_s`` seconds across every client that uses
+    the same Redis (``redis``) and ``key``; over the limit a request waits.
+
+    ``limits`` counts whole requests in windows of whole seconds (it has no millisecond
+    granularity), so ``max_rate`` and ``per_s`` are whole numbers: 2.5 requests/s is
+    ``SharedRateLimit(5, per_s=2)``. The Redis key is built from ``key`` and the rate, so
+    clients share a budget when they agree on both. The state outlives a run: a run that
+    starts within ``per_s`` of the last one finds its hits still counted. ``timeout_s``
+    bounds each Redis connect and reply; ``margin_s`` is how long after a slot frees a
+    waiting request takes it (see the module docstring: it keeps a strict server's count
+    at ``max_rate`` despite delivery jitter).
+    """
+
+    max_rate: int
+    per_s: int = 1
+    _: KW_ONLY
+    redis: str = DEFAULT_REDIS
+    key: str = "ratelab"
+    algorithm: str = "moving_window"
+    timeout_s: float = 1.0
+    margin_s: float = 0.02
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        s(self, "max_rate", _whole("SharedRateLimit(max_rate)", self.max_rate, _RATE_VALID))
+        s(self, "per_s", _whole("SharedRateLimit(per_s)", self.per_s, _PER_VALID))
+        if not isinstance(self.redis, str) or urlsplit(self.redis).scheme not in _SCHEMES:
+            raise ConfigError(
+                "SharedRateLimit(redis)", self.redis,
+                "must be a Redis URL such as redis://127.0.0.1:6379/0 (or rediss://, unix://)",
+            )  # fmt: skip
+        if not isinstance(self.key, str) or not self.key:
+            raise ConfigError("SharedRateLimit(key)", self.key, "must be a non-empty string")
+        if self.algorithm not in SHARED_ALGORITHMS:
+            raise ConfigError(
+                "SharedRateLimit(algorithm)", self.algorithm,
+                f"must be one of {', '.join(SHARED_ALGORITHMS)}",
+            )  # fmt: skip
+        s(self, "timeout_s", positive_number("SharedRateLimit(timeout_s)", self.timeout_s))
+        margin = positive_number("SharedRateLimit(margin_s)", self.margin_s, allow_zero=True)
+        if margin >= self.per_s:
+            raise ConfigError("SharedRateLimit(margin_s)", self.margin_s, "must be < per_s")
+        s(self, "margin_s", margin)
+
+    @property
+    def steady_rate_per_s(self) -> float:
+        return self.max_rate / self.per_s
+
+    def _guard(self) -> Guard:
+        return SharedGuard(self)
+
+    def preflight(self) -> None:
+        """Check, before a run, that ``limits`` is installed and Redis answers; raise
+        ImportError (naming the extra) or :class:`RedisUnavailableError` (saying how to
+        start Redis) otherwise."""
+        _import_limits()
+        from .redis_server import ping
+
+        if not ping(self.redis, timeout_s=self.timeout_s):
+            raise _unavailable(self.redis, f"no reply within {self.timeout_s:g} s")
+
+    def warm_up(self) -> None:
+        """Connect once and run each Redis script once in a throwaway loop (call outside
+        any running loop, e.g. in a fresh process before its run starts): the first calls
+        into ``limits`` cost ~70 ms of one-off work that would otherwise fall on the run's
+        first requests. Leaves the shared budget untouched; raises like a run would."""
+
+        async def go() -> None:
+            guard = SharedGuard(self)
+            try:
+                await guard._start()
+            finally:
+                await guard.aclose()
+
+        asyncio.run(go())
+
+    def __repr__(self) -> str:
+        out = [f"{self.max_rate}"]
+        if self.per_s != 1:
+            out.append(f"per_s={self.per_s}")
+        defaults = {"redis": DEFAULT_REDIS, "key": "ratelab", "algorithm": "moving_window",
+                    "timeout_s": 1.0, "margin_s": 0.02}  # fmt: skip
+        out += [f"{k}={getattr(self, k)!r}" for k, d in defaults.items() if getattr(self, k) != d]
+        return f"SharedRateLimit({', '.join(out)})"
+
+
+def available() -> bool:
+    """Whether the ``limits`` package and its async Redis client (``coredis``) are installed
+    (the ``redis`` extra)."""
+    from importlib.util import find_spec
+
+    return find_spec("limits") is not None and find_spec("coredis") is not None
+
+
+def _import_limits() -> Any:
+    try:
+        import coredis  # noqa: F401  (the client limits' async Redis storage uses)
+        import limits
+        import limits.aio.strategies
+        import limits.storage
+    except ImportError as exc:
+        raise ImportError(_EXTRA_HINT, name="limits") from exc
+    return limits
+
+
+async def _lifetime(guard: SharedGuard) -> AsyncIterator[None]:
+    """Held open while the guard lives; the loop's ``shutdown_asyncgens`` (``asyncio.run``,
+    ``asyncio.Runner``, ``rl.run``) or garbage collection closes it, and with it the
+    guard's Redis connections, so no socket outlives its loop."""
+    try:
+        yield
+    finally:
+        guard.close()
+
+
+class SharedGuard(Guard):
+    """The per-run guard of a :class:`SharedRateLimit` (built inside the running loop)."""
+
+    __slots__ = ("_item", "_lifetime", "_limiter", "_lock", "_pool", "_storage", "spec")
+
+    def __init__(self, spec: SharedRateLimit) -> None:
+        limits = _import_limits()
+        import coredis
+
+        self.spec = spec
+        self._item = limits.RateLimitItemPerSecond(spec.max_rate, spec.per_s, namespace="ratelab")
+        url = spec.redis.removeprefix("async+")
+        if url.startswith("unix://"):
+            url = "redis+" + url  # limits' name for it; coredis says unix://
+        # our own pool (coredis' public API) so close() can drop the connections
+        self._pool = coredis.ConnectionPool.from_url(
+            url.replace("redis+unix://", "unix://"),
+            connect_timeout=spec.timeout_s,
+            stream_timeout=spec.timeout_s,
+        )
+        self._storage = limits.storage.storage_from_string(
+            "async+" + url, connection_pool=self._pool, wrap_exceptions=True
+        )
+        cls = getattr(limits.aio.strategies, SHARED_ALGORITHMS[spec.algorithm])
+        self._limiter = cls(self._storage)
+        self._lifetime: AsyncIterator[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, endpoint: str) -> None:
+        # One acquisition at a time per process, first come first served: only the head of
+        # the line talks to Redis (no herd of waiters polling it), and no hit waits behind
+        # the others' round trips between its timestamp and its return.
+        async with self._lock:
+            if self._lifetime is None:
+                await self._start()
+            await self._acquire()
+
+    async def _start(self) -> None:
+        self._lifetime = _lifetime(self)
+        await anext(self._lifetime)  # registers it with the loop's asyncgen hooks
+        # Warm up before the first real hit: a moving-window hit is stamped with time.time()
+        # BEFORE its round trip, and the first calls connect, load the Lua scripts and warm
+        # limits' code paths (~70 ms) — a request stamped at t but sent at t + 70 ms would
+        # let the server see more than max_rate in a window. A hit on a throwaway key runs
+        # the same script without touching the shared budget.
+        if not await self._storage.check():
+            raise _unavailable(self.spec.redis, "no reply to PING")
+        from limits.errors import StorageError
+
+        try:
+            await self._limiter.get_window_stats(self._item, self.spec.key)
+            await self._limiter.hit(self._item, f"{self.spec.key}/warm-up")
+        except (StorageError, OSError, TimeoutError) as exc:
+            raise _unavailable(self.spec.redis, exc.__cause__ or exc) from exc
+
+    async def _acquire(self) -> None:
+        from limits.errors import StorageError
+
+        limiter, item, key = self._limiter, self._item, self.spec.key
+        margin = self.spec.margin_s
+        cap = self.spec.per_s + margin
+        while True:
+            try:
+                if await limiter.hit(item, key):
+                    return
+                stats = await limiter.get_window_stats(item, key)
+            except (StorageError, OSError, TimeoutError) as exc:
+                raise _unavailable(self.spec.redis, exc.__cause__ or exc) from exc
+            if stats.remaining > 0:  # a slot is free: another client took the one we tried
+                wait = MIN_WAIT_S
+            else:  # reset_time is wall-clock: when the oldest hit leaves the window
+                wait = max(stats.reset_time - time.time(), 0.0) + margin
+            await asyncio.sleep(min(wait + JITTER_S * random.random(), cap))
+
+    def close(self) -> None:
+        """Drop the Redis connections (idempotent; the next acquire would reconnect)."""
+        self._pool.disconnect()
+
+    async def aclose(self) -> None:
+        """Close the connections and the lifetime generator (call inside the loop)."""
+        self.close()
+        if self._lifetime is not None:
+            lifetime, self._lifetime = self._lifetime, None
+            await lifetime.aclose()  # type: ignore[attr-defined]
+        await asyncio.sleep(0)  # let the transports' close callbacks run

@@ -1,0 +1,187 @@
+"""run_processes: one experiment split across OS processes, merged onto one clock."""
+
+from __future__ import annotations
+
+import _thread
+import itertools
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ratelab as rl
+from ratelab.errors import ConfigError, RatelabError
+from ratelab.multiprocess import PROCESS_COLUMN, run_processes, split_evenly
+from ratelab.records import COLUMNS, TIME_COLUMNS
+from ratelab.result import load
+from ratelab.strategies import Guard, Strategy
+
+EPS = 1e-6  # float rounding of the clock shift; real orderings differ by far more
+
+
+@pytest.fixture(scope="module")
+def mp_server() -> Iterator[rl.LocalServer]:
+    with rl.LocalServer(latency=rl.Uniform(0.005, 0.015), seed=2, name="test-mp") as s:
+        yield s
+
+
+def _no_children_left(pids: list[int]) -> None:
+    assert multiprocessing.active_children() == []
+    for pid in pids:  # joined, so reaped: not even a zombie entry remains
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.parametrize(
+    ("total", "parts", "sizes"),
+    [(10, 3, [4, 3, 3]), (9, 3, [3, 3, 3]), (2, 4, [1, 1, 0, 0]), (0, 2, [0, 0]), (7, 1, [7])],
+)
+def test_split_evenly(total: int, parts: int, sizes: list[int]) -> None:
+    assert split_evenly(total, parts) == sizes
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
+def test_processes_must_be_a_positive_int(mp_server: rl.LocalServer, bad: object) -> None:
+    exp = rl.Experiment(target=mp_server.url, requests=4, workers=4)
+    with pytest.raises(ConfigError, match="processes"):
+        run_processes(exp, processes=bad)  # type: ignore[arg-type]
+
+
+def test_processes_may_not_exceed_workers(mp_server: rl.LocalServer) -> None:
+    exp = rl.Experiment(target=mp_server.url, requests=4, workers=2)
+    with pytest.raises(ConfigError, match="workers=2"):
+        run_processes(exp, processes=3)
+    with pytest.raises(ConfigError, match="experiment"):
+        run_processes("http://127.0.0.1:1", processes=1)  # type: ignore[arg-type]
+
+
+def test_merged_run_is_one_run_on_one_clock(mp_server: rl.LocalServer, tmp_path) -> None:
+    n, procs = 90, 3
+    exp = rl.Experiment(
+        target=mp_server, requests=n, workers=6, strategy=rl.RateLimit(60), seed=7, name="mp"
+    )
+    result = run_processes(exp, processes=procs, progress=False)
+    df = result.df
+
+    # one row per request, every process present with its share, ids global and unique
+    assert len(df) == n
+    assert (df["status"] == 200).all(), df["error"].value_counts()
+    assert df["request_id"].tolist() == list(range(n))
+    assert df.groupby(PROCESS_COLUMN).size().tolist() == split_evenly(n, procs)
+    for k, (lo, hi) in enumerate([(0, 30), (30, 60), (60, 90)]):
+        assert set(df.loc[df[PROCESS_COLUMN] == k, "request_id"]) == set(range(lo, hi))
+
+    # the documented schema first, `process` (int16) last
+    assert list(df.columns) == [*COLUMNS, PROCESS_COLUMN]
+    assert df[PROCESS_COLUMN].dtype == np.int16
+    for col, (dtype, _, _) in COLUMNS.items():
+        assert str(df[col].dtype) == dtype, col
+
+    # one clock: no negative durations, the run starts at 0, the processes overlapped
+    t = df[list(TIME_COLUMNS)]
+    chain = ["dequeued_s", "ready_s", "admitted_s", "sent_s", "headers_s", "done_s"]
+    for a, b in itertools.pairwise(chain):
+        assert (t[b] - t[a] >= -EPS).all(), (a, b)
+    assert t["scheduled_s"].min() >= -EPS
+    assert t["dequeued_s"].min() < 0.05
+    firsts = df.groupby(PROCESS_COLUMN)["sent_s"].min()
+    assert firsts.max() < 0.3, firsts  # the go barrier: all clients started together
+
+    # the server's view, joined on the global request_id: causally after/before the client
+    log = result.server_log
+    assert log is not None and len(log) == n
+    assert log[PROCESS_COLUMN].dtype == np.int16
+    joined = df.merge(log, on=["request_id", "attempt"], suffixes=("", "_server"))
+    assert len(joined) == n
+    assert (joined[PROCESS_COLUMN] == joined[f"{PROCESS_COLUMN}_server"]).all()
+    assert (joined["arrival_s"] >= joined["sent_s"] - EPS).all()
+    assert (joined["departure_s"] <= joined["headers_s"] + EPS).all()
+    assert (joined["arrival_s"] <= joined["departure_s"]).all()
+
+    # meta: one entry per process, distinct runs and seeds, shifts from the earliest start
+    meta = result.meta
+    assert meta["processes"] == procs and meta["interrupted"] is False
+    pm = meta["process_meta"]
+    assert [p["seed"] for p in pm] == [7, 8, 9]
+    assert [p["request_offset"] for p in pm] == [0, 30, 60]
+    assert len(set(meta["runs"])) == procs
+    assert min(p["t0_shift_s"] for p in pm) == 0.0
+    assert max(p["t0_shift_s"] for p in pm) < 0.3
+    assert result.label == "mp" and result.experiment is exp
+
+    # the usual analysis works, and the file keeps the process column
+    assert int(rl.summary(result).iloc[0]["requests"]) == n
+    same = load(result.save(tmp_path / "mp.parquet"))
+    pd.testing.assert_frame_equal(same.df, df)
+    pd.testing.assert_frame_equal(same.server_log, log)
+    _no_children_left([p["pid"] for p in pm])
+
+
+def test_interrupt_returns_partial_result_and_reaps(mp_server: rl.LocalServer) -> None:
+    """KeyboardInterrupt in the parent -> SIGINT to each child -> partial, merged Result."""
+    n = 400  # 2 processes x RateLimit(10): ~20 s if nobody stops it
+    exp = rl.Experiment(target=mp_server, requests=n, workers=4, strategy=rl.RateLimit(10))
+    before = len(mp_server.log())
+    finished = threading.Event()
+
+    def interrupt_once_running() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not finished.is_set():
+            if len(mp_server.log()) - before >= 6:  # the children are sending
+                if not finished.is_set():
+                    _thread.interrupt_main()
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=interrupt_once_running, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        result = run_processes(exp, processes=2, progress=False)
+    finally:
+        finished.set()
+        thread.join()
+    assert time.monotonic() - started < 15
+    df = result.df
+    assert result.interrupted and result.meta["interrupted"] is True
+    assert len(df) == n and df["request_id"].tolist() == list(range(n))
+    cancelled = int((df["error"] == "CancelledError").sum())
+    ok = int((df["status"] == 200).sum())
+    assert ok >= 6 and cancelled > 0 and ok + cancelled == n
+    assert set(df[PROCESS_COLUMN]) == {0, 1}
+    _no_children_left([p["pid"] for p in result.meta["process_meta"]])
+
+
+@dataclass(frozen=True)
+class ExplodingStrategy(Strategy):
+    """A strategy whose guard cannot be built: the child's run fails outright."""
+
+    def _guard(self) -> Guard:
+        raise RuntimeError("kaboom in the child")
+
+
+def test_a_failing_child_raises_with_its_traceback(mp_server: rl.LocalServer) -> None:
+    exp = rl.Experiment(target=mp_server, requests=4, workers=2, strategy=ExplodingStrategy())
+    with pytest.raises(RatelabError, match=r"(?s)process \d of 2 failed.*kaboom in the child"):
+        run_processes(exp, processes=2, progress=False)
+    _no_children_left([])
+
+
+def test_run_with_processes_delegates_and_records_it(server) -> None:
+    import ratelab as rl
+
+    exp = rl.Experiment(target=server, requests=12, workers=4, seed=1)
+    result = rl.run(exp, processes=2, progress=False)
+    assert result.experiment.processes == 2
+    assert sorted(result.df.request_id) == list(range(12))
+    assert set(result.df.process) == {0, 1}
+    via_field = rl.run(exp.replace(processes=2), progress=False)
+    assert set(via_field.df.process) == {0, 1}
+    with pytest.raises(rl.ConfigError, match="processes"):
+        rl.Experiment(target=server, processes=0)

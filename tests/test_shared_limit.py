@@ -1,0 +1,297 @@
+"""SharedRateLimit: one limit in Redis for many processes; ratelab.redis_server.
+
+The tests that need a real Redis start a throwaway one (``redis_server.start()``); without
+the ``redis-server`` binary they are skipped locally and FAIL when ``CI`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import ratelab as rl
+from ratelab import redis_server
+from ratelab.config import Experiment
+from ratelab.errors import ConfigError, RatelabError
+from ratelab.multiprocess import PROCESS_COLUMN, run_processes
+from ratelab.shared import RedisUnavailableError, SharedRateLimit
+from ratelab.shared import available as limits_available
+from ratelab.strategies import as_strategy
+
+
+def _need(ok: bool, message: str) -> None:
+    """Skip without ``ok`` locally; in CI (``CI`` set) that is a failure."""
+    if ok:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}: CI must run the shared-limit tests")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def limits_installed() -> None:
+    _need(limits_available(), "limits[async-redis] is not installed (pip install 'ratelab[redis]')")
+
+
+@pytest.fixture
+def redis(limits_installed: None) -> Iterator[redis_server.RedisHandle]:
+    """A fresh, empty Redis per test (starting one takes ~20 ms)."""
+    _need(redis_server.available(), "redis-server is not installed (apt-get install redis-server)")
+    with redis_server.start() as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def limit_server() -> Iterator[rl.LocalServer]:
+    with rl.LocalServer(seed=3, name="test-shared") as s:
+        yield s
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once the socket is closed
+
+
+def max_in_window(times: np.ndarray, window_s: float = 1.0) -> int:
+    """The most events in any half-open window [t, t + window_s) (the server's count)."""
+    a = np.sort(np.asarray(times, float))
+    if len(a) == 0:
+        return 0
+    return int((np.searchsorted(a, a + window_s, "left") - np.arange(len(a))).max())
+
+
+def test_max_in_window_counts_half_open_windows() -> None:
+    assert max_in_window(np.array([0.0, 0.5, 0.999, 1.0, 1.5])) == 3
+    assert max_in_window(np.array([0.0, 1.0, 2.0])) == 1
+    assert max_in_window(np.array([])) == 0
+
+
+# ------------------------------------------------------------------ the strategy object
+
+
+def test_repr_roundtrip_and_steady_rate() -> None:
+    s = SharedRateLimit(20)
+    assert repr(s) == "SharedRateLimit(20)"
+    assert s.steady_rate_per_s == 20.0 and s.rate_limit_per_s == 20.0
+    t = SharedRateLimit(5, per_s=2.0, redis="redis://127.0.0.1:7000/1", algorithm="fixed_window")
+    assert t.per_s == 2 and isinstance(t.per_s, int) and t.steady_rate_per_s == 2.5
+    assert repr(t) == (
+        "SharedRateLimit(5, per_s=2, redis='redis://127.0.0.1:7000/1', algorithm='fixed_window')"
+    )
+    assert as_strategy(t.to_dict()) == t
+    combo = SharedRateLimit(10, key="k") + rl.ConnectionLimit(4)
+    assert as_strategy(combo.to_dict()) == combo
+    exp = Experiment(target="http://127.0.0.1:9", strategy=combo)
+    assert Experiment.from_dict(exp.to_dict()) == exp
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"max_rate": 2.5}, "max_rate"),
+        ({"max_rate": 0}, "max_rate"),
+        ({"max_rate": 10, "per_s": 0.5}, "per_s"),
+        ({"max_rate": 10, "redis": "http://127.0.0.1:6379"}, "redis"),
+        ({"max_rate": 10, "key": ""}, "key"),
+        ({"max_rate": 10, "algorithm": "token_bucket"}, "algorithm"),
+        ({"max_rate": 10, "timeout_s": 0}, "timeout_s"),
+        ({"max_rate": 10, "margin_s": 1.0}, "margin_s"),
+    ],
+)
+def test_invalid_values_name_the_parameter(kwargs: dict[str, object], parameter: str) -> None:
+    with pytest.raises(ConfigError, match=rf"SharedRateLimit\({parameter}\)"):
+        SharedRateLimit(**kwargs)  # type: ignore[arg-type]
+
+
+def test_fractional_per_s_says_why() -> None:
+    with pytest.raises(ConfigError, match="whole seconds"):
+        SharedRateLimit(10, per_s=0.5)
+
+
+# ------------------------------------------------------------------ no Redis: clear, quick
+
+
+def test_preflight_says_how_to_start_redis(limits_installed: None) -> None:
+    shared = SharedRateLimit(10, redis=f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=0.5)
+    with pytest.raises(RedisUnavailableError, match=r"redis-server --port 6379") as info:
+        shared.preflight()
+    assert "ratelab.redis_server.start()" in str(info.value)
+    exp = rl.Experiment(target="http://127.0.0.1:9", requests=2, workers=2, strategy=shared)
+    with pytest.raises(RedisUnavailableError):  # before any process is spawned
+        run_processes(exp, processes=2, progress=False)
+
+
+def test_without_redis_every_request_is_a_quick_error_row(
+    limits_installed: None, limit_server: rl.LocalServer
+) -> None:
+    shared = SharedRateLimit(10, redis=f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=0.5)
+    exp = rl.Experiment(target=limit_server, requests=12, workers=4, strategy=shared)
+    before = len(limit_server.log())
+    started = time.monotonic()
+    result = rl.run(exp, progress=False)
+    assert time.monotonic() - started < 5
+    assert (result.df["error"] == "RedisUnavailableError").all()
+    assert (result.df["status"] == 0).all()
+    assert len(limit_server.log()) == before  # nothing was sent without the limiter's yes
+    gc.collect()  # an unclosed socket would surface here as an error (filterwarnings)
+
+
+# ------------------------------------------------------------------ redis_server
+
+
+def test_redis_server_start_and_stop(redis: redis_server.RedisHandle) -> None:
+    assert redis.url.startswith("redis://127.0.0.1:") and redis.ping()
+    assert redis_server.ping(redis.url)
+    directory = redis.directory
+    assert directory.is_dir()
+    redis.stop()
+    redis.stop()  # idempotent
+    assert not redis.running and not redis.ping(timeout_s=0.2) and not directory.exists()
+
+
+def test_redis_server_missing_binary_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert not redis_server.available()
+    with pytest.raises(RatelabError, match="apt-get install redis-server"):
+        redis_server.start()
+
+
+# ------------------------------------------------------------------ against a real Redis
+
+
+def test_in_process_limit_waits_and_cleans_up(
+    redis: redis_server.RedisHandle, limit_server: rl.LocalServer
+) -> None:
+    """In one process: 8 requests at 5/s -> the last 3 wait for the window (~1 s)."""
+    shared = SharedRateLimit(5, redis=redis.url)
+    exp = rl.Experiment(target=limit_server, requests=8, workers=4, strategy=shared)
+    result = rl.run(exp, progress=False)
+    df = result.df
+    assert (df["status"] == 200).all()
+    waited = (df["admitted_s"] - df["ready_s"]).to_numpy()
+    assert (waited > 0.9).sum() == 3, waited  # the limiter wait column shows it
+    assert max_in_window(result.server_log["arrival_s"].to_numpy()) <= 5
+    gc.collect()
+
+
+def test_processes_share_one_limit(
+    redis: redis_server.RedisHandle, limit_server: rl.LocalServer
+) -> None:
+    """3 processes, SharedRateLimit(10), 40 requests: the SERVER never sees more than
+    10 (+1) requests in any 1 s window, so the run takes >= 3 s; per-process limits of
+    10/s would have let ~30/s through.
+
+    Why +1. The moving window admits at most R hits whose timestamps (each client's
+    ``time.time()`` as its hit goes to Redis) lie in any CLOSED 1 s window; the server's
+    half-open window [t, t+1) lies inside one, so the window shapes alone allow no excess.
+    But the server counts a request a delivery delay after its timestamp (Redis reply,
+    HTTP send, a fresh connection, the scheduler). A waiting request reuses a slot
+    ``margin_s`` after it frees, so two hits of one slot reach the server less than 1 s
+    apart only if their delays differ by more than the margin: then that window holds
+    R + 1. Here margin_s = 50 ms: on a 2-core machine running the 3 clients, Redis and
+    the server (and other jobs), delays differ by up to ~20 ms, and with margin_s=0 this
+    test sees 12-16. Two such outliers in one window would be R + 2; we allow one.
+    """
+    rate, n, procs = 10, 40, 3
+    shared = SharedRateLimit(rate, redis=redis.url, key="test-processes", margin_s=0.05)
+    exp = rl.Experiment(target=limit_server, requests=n, workers=6, strategy=shared, seed=5)
+    result = run_processes(exp, processes=procs, progress=False)
+    df, log = result.df, result.server_log
+    assert log is not None
+    assert (df["status"] == 200).all() and len(log) == n
+    assert set(df[PROCESS_COLUMN]) == set(range(procs))
+    arrivals = log["arrival_s"].to_numpy()
+    assert max_in_window(arrivals) <= rate + 1, np.sort(arrivals)
+    assert arrivals.max() - arrivals.min() >= 2.9  # 40 at 10/s: bursts at 0, 1, 2, 3 s
+    # the 6 workers spent the ~3 s waiting in the limiter, not in the server
+    assert (df["admitted_s"] - df["ready_s"]).sum() > 10.0
+
+
+@pytest.mark.timeout(60)
+def test_redis_stopped_mid_run_gives_error_rows_not_a_hang(
+    redis: redis_server.RedisHandle, limit_server: rl.LocalServer
+) -> None:
+    n = 40  # at 10/s: 3+ s if Redis stayed
+    shared = SharedRateLimit(10, redis=redis.url, timeout_s=0.5)
+    exp = rl.Experiment(target=limit_server, requests=n, workers=4, strategy=shared)
+    before = len(limit_server.log())
+    stopped_at: list[float] = []
+
+    def stop_redis_when_running() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(limit_server.log()) - before < 12:
+            time.sleep(0.01)
+        stopped_at.append(time.monotonic())
+        redis.stop()
+
+    thread = threading.Thread(target=stop_redis_when_running, daemon=True)
+    thread.start()
+    result = rl.run(exp, progress=False)
+    thread.join()
+    assert time.monotonic() - stopped_at[0] < 5  # waiting and later acquires failed quickly
+    df = result.df
+    assert len(df) == n
+    ok = df["status"] == 200
+    assert 12 <= ok.sum() < n
+    assert set(df.loc[~ok, "error"].astype(str)) == {"RedisUnavailableError"}
+    # fails closed: nothing reached the server well after Redis went away
+    stop_s = stopped_at[0] - result.meta["t0_monotonic"]
+    assert result.server_log["arrival_s"].max() < stop_s + 0.5
+    gc.collect()
+
+
+def test_hung_redis_times_out(redis: redis_server.RedisHandle) -> None:
+    """A Redis that accepts but never answers (SIGSTOP): acquire fails within ~3 timeouts."""
+    shared = SharedRateLimit(100, redis=redis.url, timeout_s=0.2)
+
+    async def main() -> float:
+        guard = shared._guard()
+        await guard.acquire("/get")  # connected and warm
+        os.kill(redis.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedisUnavailableError, match="not answering"):
+                await guard.acquire("/get")
+            return time.monotonic() - started
+        finally:
+            os.kill(redis.pid, signal.SIGCONT)
+            await guard.aclose()  # type: ignore[attr-defined]
+
+    assert asyncio.run(main()) < 2.0
+    gc.collect()
+
+
+def test_other_algorithms_also_wait(redis: redis_server.RedisHandle) -> None:
+    """fixed_window and sliding_window_counter, side by side on one loop: 3 per second,
+    so the 4th acquire of each waits for the next window."""
+
+    async def four_acquires(algorithm: str) -> list[float]:
+        guard = SharedRateLimit(3, redis=redis.url, key=algorithm, algorithm=algorithm)._guard()
+        times = []
+        try:
+            for _ in range(4):
+                await guard.acquire("/get")
+                times.append(time.monotonic())
+        finally:
+            await guard.aclose()  # type: ignore[attr-defined]
+        return times
+
+    async def main() -> list[list[float]]:
+        return list(
+            await asyncio.gather(*map(four_acquires, ["fixed_window", "sliding_window_counter"]))
+        )
+
+    for times in asyncio.run(main()):
+        assert times[2] - times[0] < 0.3  # three at once ...
+        assert times[3] - times[0] >= 0.5  # ... the fourth in the next window
+    gc.collect()
