@@ -152,6 +152,8 @@ class Engine:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await session.close()
+            for g in self.guards:
+                await g.aclose()
         self._mark_unfinished()
         if self.on_tick is not None:
             self.on_tick(self.completed)

@@ -40,7 +40,8 @@ class Guard:
     """A client-side gate a request passes before it is sent (built inside the running loop).
 
     ``acquire`` may wait; ``release`` is called once the attempt is over, whatever happened;
-    ``observe`` sees every attempt's outcome (status 0 when no response came).
+    ``observe`` sees every attempt's outcome (status 0 when no response came); ``aclose``
+    is awaited once when the run ends.
     """
 
     __slots__ = ()
@@ -53,6 +54,9 @@ class Guard:
 
     def observe(self, status: int, error: str | None) -> None:
         """An attempt finished with ``status`` (0: no response) or ``error``."""
+
+    async def aclose(self) -> None:
+        """The run is over: release what the guard holds (connections to a shared store)."""
 
 
 class _LimiterGuard(Guard):
