@@ -50,7 +50,10 @@ EXIT_FAILED = 1  # the command ran but something outside ratelab failed (e.g. a 
 EXIT_USAGE = 2  # bad arguments, files or configuration values
 EXIT_INTERRUPTED = 130
 
-_SERVER_KEYS = ("latency", "seed", "host", "port")
+_SERVER_KEYS = (
+    "latency", "seed", "host", "port", "rate_limit", "max_concurrency", "overload_status",
+    "faults",
+)  # fmt: skip
 _DPI = 100
 
 
@@ -414,7 +417,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     try:
-        serve(host=args.host, port=args.port, latency=args.latency, seed=args.seed)
+        serve(
+            host=args.host,
+            port=args.port,
+            latency=args.latency,
+            seed=args.seed,
+            rate_limit=args.rate_limit or None,
+            max_concurrency=args.max_concurrency,
+        )
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -480,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--latency", default=None, help="e.g. uniform:0.05,0.2 or fixed:0.1")
     sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="N/WINDOW[:ALGORITHM]",
+        help="server-side limit, e.g. 20/1s or 20/1s:sliding_window (repeatable)",
+    )
+    sp.add_argument("--max-concurrency", type=int, default=None, help="more in flight gets 503")
     return p
 
 

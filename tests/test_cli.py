@@ -287,3 +287,27 @@ def test_serve_with_a_bad_latency_exits_2(capsys: pytest.CaptureFixture) -> None
 def test_format_table_aligns_columns() -> None:
     text = format_table(["run", "n"], [("a", 1), ("longer", 1234)])
     assert text.splitlines() == ["run         n", "------  -----", "a           1", "longer  1,234"]
+
+
+def test_run_with_a_server_side_rate_limit(tmp_path: Path) -> None:
+    toml = write(
+        tmp_path / "limited.toml",
+        """\
+requests = 12
+workers = 12
+seed = 1
+
+[server]
+rate_limit = "5/1s"
+""",
+    )
+    out = tmp_path / "limited.parquet"
+    assert main(["run", str(toml), "--out", str(out), "--no-progress"]) == 0
+    r = load(out)
+    assert (r.df["status"] == 200).sum() == 5 and (r.df["status"] == 429).sum() == 7
+    assert (r.server_log["decision"] == "rate_limited").sum() == 7
+
+
+def test_serve_rejects_a_bad_rate_limit(capsys: pytest.CaptureFixture) -> None:
+    assert main(["serve", "--port", "0", "--rate-limit", "lots"]) == 2
+    assert "rate_limit" in capsys.readouterr().err
