@@ -1,0 +1,244 @@
+"""Harness overhead: requests/s through ratelab vs a bare aiohttp worker-queue loop.
+
+    python benchmarks/bench_overhead.py [--smoke] [--out PATH] [--requests N] [--pairs P]
+
+Both clients run in this process, one after the other, against the same target server in a
+separate process (so the client and the server each get a core): ``W=50`` workers pulling
+``N`` request ids from an ``asyncio.Queue``, each doing ``session.get(url)`` + ``read()``.
+
+* ratelab: ``rl.run(Experiment(..., strategy=Unlimited(), workers=50), progress=False)`` with
+  full recording (timed end to end: engine setup, the run, building the DataFrame).
+* bare: the same loop written by hand with ``TCPConnector(limit=0)``, no recording.
+
+Runs alternate in pairs (bare-ratelab, ratelab-bare, ...) after one warm-up of each; the
+figure is the median of the per-pair ratios ratelab_rate / bare_rate (target >= 0.90).
+Also saved: ``best_ratio`` (ratelab's best run / bare's best run, robust to bursts of other
+load on a shared machine) and ``cpu_ratio`` (client CPU time per request, bare / ratelab).
+Second line: ``ConnectionLimit(50)`` (the engine attaches its pool-wait trace hooks) vs bare
+``limit=50``. Lines are measured against the ratelab server (``ratelab.server.serve``, for
+realism) and a minimal aiohttp.web server (to show how much of the ceiling is the server's).
+If ``wrk`` (or ``hey``) is installed, the native ceiling ``wrk -t1 -c50 -d3s URL/get`` on
+the same server is reported as a ratio too; without it that part is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from typing import Any
+
+import aiohttp
+from _common import (
+    default_out,
+    describe,
+    headline,
+    machine_info,
+    native_rate,
+    parser,
+    server_process,
+    write_report,
+)
+
+import ratelab as rl
+
+WORKERS = 50
+
+
+async def _bare(url: str, n: int, workers: int, limit: int) -> tuple[int, int]:
+    """The hand-written loop: returns (ok, errors)."""
+    q: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        q.put_nowait(i)
+    ok = errors = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal ok, errors
+        while True:
+            await q.get()
+            try:
+                async with session.get(url) as resp:
+                    await resp.read()
+                    ok += resp.status == 200
+            except Exception:
+                errors += 1
+            finally:
+                q.task_done()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as session:
+        tasks = [asyncio.create_task(worker(session)) for _ in range(workers)]
+        await q.join()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return ok, errors
+
+
+def run_bare(url: str, n: int, workers: int, limit: int) -> dict[str, Any]:
+    gc.collect()
+    c, t = time.process_time(), time.perf_counter()
+    ok, errors = asyncio.run(_bare(url + "/get", n, workers, limit))
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return {
+        "wall_s": wall,
+        "rate_per_s": n / wall,
+        "cpu_us_per_request": cpu / n * 1e6,
+        "ok": ok,
+        "errors": errors,
+    }
+
+
+def run_ratelab(url: str, n: int, workers: int, strategy: rl.Strategy) -> dict[str, Any]:
+    exp = rl.Experiment(target=url, requests=n, workers=workers, strategy=strategy, seed=0)
+    gc.collect()
+    c, t = time.process_time(), time.perf_counter()
+    result = rl.run(exp, progress=False)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    df = result.df
+    ok = int(((df["status"] == 200) & df["error"].isna()).sum())
+    engine_wall = float(result.meta["wall_s"])
+    return {
+        "wall_s": wall,
+        "rate_per_s": n / wall,
+        "cpu_us_per_request": cpu / n * 1e6,
+        "engine_wall_s": engine_wall,
+        "engine_rate_per_s": n / engine_wall,
+        "rows": len(df),
+        "ok": ok,
+        "errors": len(df) - ok,
+    }
+
+
+def measure_line(
+    url: str, *, n: int, pairs: int, strategy: rl.Strategy, bare_limit: int
+) -> dict[str, Any]:
+    """Warm up each client once, then ``pairs`` alternating pairs; ratios per pair."""
+    run_bare(url, max(n // 10, 50), WORKERS, bare_limit)
+    run_ratelab(url, max(n // 10, 50), WORKERS, strategy)
+    samples = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            bare = run_bare(url, n, WORKERS, bare_limit)
+            lab = run_ratelab(url, n, WORKERS, strategy)
+        else:
+            lab = run_ratelab(url, n, WORKERS, strategy)
+            bare = run_bare(url, n, WORKERS, bare_limit)
+        samples.append(
+            {
+                "order": "bare,ratelab" if i % 2 == 0 else "ratelab,bare",
+                "bare": bare,
+                "ratelab": lab,
+                "ratio": lab["rate_per_s"] / bare["rate_per_s"],
+                "engine_ratio": lab["engine_rate_per_s"] / bare["rate_per_s"],
+                "cpu_ratio": bare["cpu_us_per_request"] / lab["cpu_us_per_request"],
+            }
+        )
+    ratios = [s["ratio"] for s in samples]
+    return {
+        "strategy": repr(strategy),
+        "bare_connector_limit": bare_limit,
+        "requests": n,
+        "workers": WORKERS,
+        "pairs": samples,
+        "ratio": describe(ratios),
+        # robust to bursts of other load on the machine: each client's best run
+        "best_ratio": max(s["ratelab"]["rate_per_s"] for s in samples)
+        / max(s["bare"]["rate_per_s"] for s in samples),
+        "engine_ratio": describe([s["engine_ratio"] for s in samples]),
+        "cpu_ratio": describe([s["cpu_ratio"] for s in samples]),
+        "bare_cpu_us_per_request": describe([s["bare"]["cpu_us_per_request"] for s in samples]),
+        "ratelab_cpu_us_per_request": describe(
+            [s["ratelab"]["cpu_us_per_request"] for s in samples]
+        ),
+        "bare_rate_per_s": describe([s["bare"]["rate_per_s"] for s in samples]),
+        "ratelab_rate_per_s": describe([s["ratelab"]["rate_per_s"] for s in samples]),
+        "all_ok": all(
+            s["bare"]["ok"] == n and s["ratelab"]["ok"] == n and s["ratelab"]["rows"] == n
+            for s in samples
+        ),
+    }
+
+
+def run(*, n: int, pairs: int, native_s: float, servers: tuple[str, ...]) -> dict[str, Any]:
+    report: dict[str, Any] = {"benchmark": "overhead", "requests": n, "workers": WORKERS}
+    by_server: dict[str, Any] = {}
+    for kind in servers:
+        with server_process(kind) as url:
+            lines = {
+                "unlimited": measure_line(
+                    url, n=n, pairs=pairs, strategy=rl.Unlimited(), bare_limit=0
+                ),
+                "connection_limit_50": measure_line(
+                    url, n=n, pairs=pairs, strategy=rl.ConnectionLimit(50), bare_limit=50
+                ),
+            }
+            native = native_rate(url + "/get", connections=WORKERS, duration_s=native_s)
+            entry: dict[str, Any] = {"lines": lines, "native": native}
+            if "rate_per_s" in native:
+                for line in lines.values():
+                    line["bare_over_native"] = (
+                        line["bare_rate_per_s"]["median"] / native["rate_per_s"]
+                    )
+                    line["ratelab_over_native"] = (
+                        line["ratelab_rate_per_s"]["median"] / native["rate_per_s"]
+                    )
+            by_server[kind] = entry
+    report["servers"] = by_server
+    main_line = by_server[servers[0]]["lines"]
+    report["ratio_unlimited"] = main_line["unlimited"]["ratio"]["median"]
+    report["ratio_connection_limit_50"] = main_line["connection_limit_50"]["ratio"]["median"]
+    report["headline"] = _headline(report, servers)
+    report["machine"] = machine_info()
+    return report
+
+
+def _headline(report: dict[str, Any], servers: tuple[str, ...]) -> list[dict[str, Any]]:
+    rows = []
+    for kind in servers:
+        entry = report["servers"][kind]
+        for line in entry["lines"].values():
+            metric = f"{line['strategy']} / bare, {kind} server"
+            rows.append(headline(metric, round(line["ratio"]["median"], 3), ">= 0.90"))
+            rows.append(headline("  best run / best run", round(line["best_ratio"], 3)))
+        line = entry["lines"]["unlimited"]
+        if "bare_over_native" in line:
+            tool = entry["native"]["tool"]
+            rows.append(
+                headline(f"bare / {tool}, {kind} server", round(line["bare_over_native"], 3))
+            )
+            rows.append(
+                headline(
+                    f"Unlimited() / {tool}, {kind} server", round(line["ratelab_over_native"], 3)
+                )
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__)
+    p.add_argument("--requests", type=int, default=None, help="requests per run")
+    p.add_argument("--pairs", type=int, default=None, help="bare/ratelab pairs per line")
+    p.add_argument("--servers", default="ratelab,minimal", help="comma-separated: ratelab, minimal")
+    args = p.parse_args(argv)
+    n = args.requests or (200 if args.smoke else 20_000)
+    pairs = args.pairs or (1 if args.smoke else 7)
+    servers = tuple(s for s in args.servers.split(",") if s)
+    report = run(n=n, pairs=pairs, native_s=1 if args.smoke else 3, servers=servers)
+    report["smoke"] = args.smoke
+    for row in report["headline"]:
+        print(f"{row['metric']:<45} {row['value']}")
+    for kind, entry in report["servers"].items():
+        for name, line in entry["lines"].items():
+            print(
+                f"  {kind:<8} {name:<20} bare {line['bare_rate_per_s']['median']:8.0f}/s  "
+                f"ratelab {line['ratelab_rate_per_s']['median']:8.0f}/s  "
+                f"ratios {[round(s['ratio'], 3) for s in line['pairs']]}"
+            )
+        if "rate_per_s" in entry["native"]:
+            print(f"  {kind:<8} native {entry['native']['rate_per_s']:.0f}/s")
+    write_report(report, default_out("overhead", args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
