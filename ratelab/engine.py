@@ -12,12 +12,14 @@ with the requests that never finished marked ``CancelledError``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import platform
 import random
 import secrets
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib.metadata import version
@@ -30,7 +32,7 @@ import numpy as np
 from .config import Experiment
 from .records import ERROR_CANCELLED, RecordStore
 
-__all__ = ["ID_HEADER", "Engine", "error_name", "parse_retry_after"]
+__all__ = ["ID_HEADER", "USER_AGENT", "Engine", "error_name", "parse_retry_after"]
 
 #: The header that carries ``"{run}-{request_id}-{attempt}"`` so the server log joins the rows.
 ID_HEADER = "X-Ratelab-Id"
@@ -48,6 +50,34 @@ def error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+#: The row of the attempt the current task is sending (read by the pool-stamping connector).
+_current_row: ContextVar[int] = ContextVar("ratelab_row", default=-1)
+
+#: aiohttp >= 3.11 waits for a pooled connection in this (private) method; overriding it
+#: stamps pool waits without TraceConfig, which fires every trace signal on every request.
+_POOL_HOOK = hasattr(aiohttp.TCPConnector, "_wait_for_available_connection")
+
+
+class _PoolStampingConnector(aiohttp.TCPConnector):
+    """A TCPConnector that records, for the attempt being sent, when it began waiting for a
+    pooled connection and when it got one (= when the request went out)."""
+
+    def __init__(self, engine: Engine, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._engine = engine
+
+    async def _wait_for_available_connection(self, key: Any, traces: Any) -> None:
+        e, row = self._engine, _current_row.get()
+        store = e.store
+        if row >= 0 and np.isnan(store.pool_queued_s[row]):
+            store.pool_queued_s[row] = e.loop.time() - e.t0
+        await super()._wait_for_available_connection(key, traces)  # type: ignore[misc]
+        if row >= 0:
+            t = e.loop.time() - e.t0
+            store.pool_acquired_s[row] = t
+            store.sent_s[row] = t
+
+
 def parse_retry_after(value: str) -> float | None:
     """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110)."""
     value = value.strip()
@@ -62,6 +92,7 @@ def parse_retry_after(value: str) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+@functools.cache
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("ratelab", "aiohttp", "aiolimiter", "numpy", "pandas"):
@@ -70,6 +101,10 @@ def _versions() -> dict[str, str]:
         except Exception:  # pragma: no cover - an uninstalled checkout
             out[pkg] = "unknown"
     return out
+
+
+#: Every request names ratelab (politeness towards hosts that are not this machine).
+USER_AGENT = f"ratelab/{_versions()['ratelab']} (+aiohttp)"
 
 
 class Engine:
@@ -97,6 +132,8 @@ class Engine:
         self.endpoint_codes = rng.choice(len(self.endpoints), size=n, p=weights / weights.sum())
         self.think_s = exp.think_time.sample(rng, n) if exp.think_time is not None else None
         self.arrival_s = exp.arrivals.times(rng, n) if exp.arrivals is not None else None
+        self.codes: list[int] = self.endpoint_codes.tolist()  # cheaper to index than numpy
+        self.method = exp.method
         self.store = RecordStore(n, endpoints=self.endpoints, methods=[exp.method])
         self.store.add_requests(np.arange(n), self.endpoint_codes, np.zeros(n, np.int32))
         self.t0 = 0.0
@@ -113,15 +150,20 @@ class Engine:
         self.retry_rng = random.Random(exp.seed)
         started_at = datetime.now(UTC).isoformat()
         wall0 = time.perf_counter()
+        limits = {"limit": built.limit, "limit_per_host": built.limit_per_host}
         trace_configs = []
-        if built.limit or built.limit_per_host:  # only a capped pool can make a request wait
-            trace_configs.append(self._pool_trace())
-        connector = aiohttp.TCPConnector(limit=built.limit, limit_per_host=built.limit_per_host)
+        self.stamp_pool = bool(built.limit or built.limit_per_host)  # else it never waits
+        if self.stamp_pool and _POOL_HOOK:
+            connector: aiohttp.TCPConnector = _PoolStampingConnector(self, **limits)
+        else:
+            connector = aiohttp.TCPConnector(**limits)
+            if self.stamp_pool:  # an older aiohttp: the trace signals are the way in
+                trace_configs.append(self._pool_trace())
         session = aiohttp.ClientSession(
             connector=connector,
             trace_configs=trace_configs,
             timeout=aiohttp.ClientTimeout(total=exp.timeout_s),
-            headers={"User-Agent": f"ratelab/{_versions()['ratelab']} (+aiohttp)"},
+            headers={"User-Agent": USER_AGENT},
         )
         self.session = session
         self.queue: asyncio.Queue[int] = asyncio.Queue()
@@ -230,28 +272,33 @@ class Engine:
         s = self.store
         now = self.loop.time
         t0 = self.t0
-        code = s.endpoint[row]
+        code = self.codes[row] if attempt == 1 else int(s.endpoint[row])
         endpoint = self.endpoints[code]
         s.worker[row] = wid
-        s.dequeued_s[row] = now() - t0
+        t = now() - t0
+        s.dequeued_s[row] = t
         if pause_s > 0:
             await asyncio.sleep(pause_s)
-        s.ready_s[row] = now() - t0
+            t = now() - t0
+        s.ready_s[row] = t
         guards = self.guards
         held = 0
         status = 0
         error: str | None = None
         retry_after: float | None = None
         try:
-            for g in guards:
-                await g.acquire(endpoint)
-                held += 1
-            t = now() - t0
+            if guards:
+                for g in guards:
+                    await g.acquire(endpoint)
+                    held += 1
+                t = now() - t0
             s.admitted_s[row] = t
             s.sent_s[row] = t
-            rid = s.request_id[row]
+            rid = row if attempt == 1 else int(s.request_id[row])
+            if self.stamp_pool:
+                _current_row.set(row)
             async with self.session.request(
-                self.experiment.method,
+                self.method,
                 self.urls[code],
                 headers={ID_HEADER: f"{self.run_token}-{rid}-{attempt}"},
                 trace_request_ctx=row,
@@ -271,11 +318,13 @@ class Engine:
             s.error[row] = s.error_code(error)
         finally:
             s.done_s[row] = now() - t0
-            for g in guards[:held]:
-                g.release(endpoint)
+            if held:
+                for g in guards[:held]:
+                    g.release(endpoint)
             self.completed += 1
-        for g in guards:
-            g.observe(status, error)
+        if guards:
+            for g in guards:
+                g.observe(status, error)
         return status, error, retry_after
 
     def _pool_trace(self) -> aiohttp.TraceConfig:

@@ -127,19 +127,20 @@ class RecordStore:
         return code
 
     def to_frame(self) -> pd.DataFrame:
-        """The rows recorded so far as the documented DataFrame (copies the data)."""
+        """The rows recorded so far as the documented DataFrame (copies the data once: the
+        DataFrame constructor copies the arrays it is given)."""
         n = self.n
         data: dict[str, object] = {
-            "request_id": self.request_id[:n].copy(),
-            "attempt": self.attempt[:n].copy(),
-            "worker": self.worker[:n].copy(),
+            "request_id": self.request_id[:n],
+            "attempt": self.attempt[:n],
+            "worker": self.worker[:n],
             "endpoint": pd.Categorical.from_codes(self.endpoint[:n], categories=self.endpoints),
             "method": pd.Categorical.from_codes(self.method[:n], categories=self.methods),
         }
         for c in TIME_COLUMNS:
-            data[c] = getattr(self, c)[:n].copy()
-        data["status"] = self.status[:n].copy()
+            data[c] = getattr(self, c)[:n]
+        data["status"] = self.status[:n]
         data["error"] = pd.Categorical.from_codes(self.error[:n], categories=self.errors or [])
-        data["bytes"] = self.bytes[:n].copy()
-        df = pd.DataFrame(data)
+        data["bytes"] = self.bytes[:n]
+        df = pd.DataFrame(data, copy=True)
         return df.sort_values(["request_id", "attempt"], kind="stable", ignore_index=True)

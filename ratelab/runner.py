@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -38,6 +39,20 @@ class _Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class _Box:
+    """Carries the Result out of ``asyncio.Runner.run``: restoring the Ctrl-C handler
+    formats the main task's repr, which would otherwise summarise the whole Result."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Result) -> None:
+        self.value = value
+
+
+async def _boxed(coro: Coroutine[Any, Any, Result]) -> _Box:
+    return _Box(await coro)
 
 
 def _check(experiment: object) -> Experiment:
@@ -111,7 +126,7 @@ def run(experiment: Experiment, *, progress: bool = True, processes: int | None 
         with asyncio.Runner() as runner:
             bar = _Progress(exp, progress)
             try:
-                return runner.run(_execute(exp, bar, []))
+                return runner.run(_boxed(_execute(exp, bar, []))).value
             finally:
                 bar.close()
     return _run_in_thread(exp, progress)

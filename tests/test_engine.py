@@ -378,3 +378,21 @@ def test_a_url_target_of_a_running_local_server_still_gets_its_log(server: rl.Lo
     assert result.server_log is not None
     assert sorted(result.server_log.request_id) == list(range(6))
     assert (result.server_log.run == result.meta["run"]).all()
+
+
+@pytest.mark.parametrize("hook", [True, False], ids=["connector", "trace-signals"])
+def test_pool_waits_are_stamped_either_way(fresh_server, monkeypatch, hook: bool) -> None:
+    """The connector override (aiohttp >= 3.11) and the trace-signal fallback agree."""
+    import ratelab.engine as engine
+
+    monkeypatch.setattr(engine, "_POOL_HOOK", hook)
+    srv = fresh_server(latency=rl.Fixed(0.02))
+    exp = rl.Experiment(target=srv, requests=20, workers=10, strategy=rl.ConnectionLimit(2))
+    df = rl.run(exp, progress=False).df
+    waited = df.pool_queued_s.notna()
+    # 10 workers on 2 connections: at least the first 8 queued for the pool
+    assert waited.sum() >= 8
+    assert (df.pool_acquired_s[waited] >= df.pool_queued_s[waited]).all()
+    assert (df.sent_s[waited] == df.pool_acquired_s[waited]).all()
+    assert (df.pool_queued_s[waited] >= df.admitted_s[waited]).all()
+    assert df.pool_acquired_s[~waited].isna().all()
