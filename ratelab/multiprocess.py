@@ -93,6 +93,7 @@ from .config import Constant, Experiment, Poisson
 from .errors import ConfigError, RatelabError
 from .records import TIME_COLUMNS
 from .result import Result, load
+from .runner import _Progress
 
 __all__ = ["PROCESS_COLUMN", "run_processes", "split_evenly"]
 
@@ -271,24 +272,6 @@ def _slices(exp: Experiment, n: int, url: str) -> tuple[list[dict[str, Any]], li
     return out, offsets
 
 
-class _Bar:
-    def __init__(self, exp: Experiment, n: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        kwargs: dict[str, Any] = {} if enabled else {"disable": True}
-        desc = f"{exp.label} ×{n}"
-        self.bar = tqdm(total=exp.requests, desc=desc, unit="req", **kwargs)
-        self.n = 0
-
-    def update_to(self, n: int) -> None:
-        if n > self.n:
-            self.bar.update(n - self.n)
-            self.n = n
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 @dataclass
 class _Fleet:
     """The children of one run and what they have reported."""
@@ -417,7 +400,7 @@ def _run_fleet(
     fleet = _Fleet(
         procs=[], messages=ctx.Queue(), go=ctx.Event(), counts=ctx.Array("q", n, lock=False)
     )
-    bar = _Bar(exp, n, progress)
+    bar = _Progress(exp, progress, desc=f"{exp.label} ×{n}")
 
     def tick() -> None:
         bar.update_to(sum(fleet.counts[:]))

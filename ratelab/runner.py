@@ -27,9 +27,10 @@ __all__ = ["arun", "run"]
 class _Progress:
     """A tqdm bar (done/total, live rate) fed with a running count; a no-op when disabled."""
 
-    def __init__(self, experiment: Experiment, enabled: bool) -> None:
+    def __init__(self, experiment: Experiment, enabled: bool, *, desc: str | None = None) -> None:
         kwargs: dict[str, Any] = {} if enabled else {"disable": True}
-        self.bar = tqdm(total=experiment.requests, desc=experiment.label, unit="req", **kwargs)
+        desc = experiment.label if desc is None else desc
+        self.bar = tqdm(total=experiment.requests, desc=desc, unit="req", **kwargs)
         self.n = 0
 
     def update_to(self, n: int) -> None:
