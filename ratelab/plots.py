@@ -393,12 +393,16 @@ _WAIT_PHASES: tuple[tuple[str, str], ...] = (
 )
 
 
-def plot_waits(r_or_list: Data, *, ax: Axes | None = None, unit: str = "ms") -> Axes:
+def plot_waits(
+    r_or_list: Data, *, ax: Axes | None = None, unit: str = "ms", queue: bool = True
+) -> Axes:
     """Where the time went: mean time per attempt in each phase, one stacked bar per run.
 
     Phases (see :func:`ratelab.analysis.phase_means`): queued for a worker, think time,
     waiting for the limiter, waiting for a connection, in flight (server latency). The
-    run's label and total are written above its bar.
+    run's label and total are written above its bar. ``queue=False`` leaves out the time
+    queued for a worker: in a closed loop it is the backlog of a queue filled up front and
+    can dwarf the waits a strategy causes.
     """
     scale = _scale(unit)
     ax = _ax(ax)
@@ -407,6 +411,8 @@ def plot_waits(r_or_list: Data, *, ax: Axes | None = None, unit: str = "ms") -> 
     ypos = np.arange(n)
     left = np.zeros(n)
     for col, phase in _WAIT_PHASES:
+        if phase == "queue" and not queue:
+            continue
         w = pm[col].to_numpy()
         ax.barh(ypos, w, left=left, height=0.5, color=PHASE_COLORS[phase],
                 label=PHASE_LABELS[phase], gid=phase)  # fmt: skip
@@ -503,5 +509,5 @@ def compare(
             _headroom(ax, entries=2)
     plot_latency(results, ax=fig.add_subplot(bottom[0, 0]))
     plot_waits(results, ax=fig.add_subplot(bottom[0, 1]))
-    fig.suptitle(f"{n} runs compared", fontweight="bold")
+    fig.suptitle(f"{n} run{'' if n == 1 else 's'} compared", fontweight="bold")
     return fig

@@ -258,6 +258,14 @@ def test_waits_stacked_bars() -> None:
     assert "(ms)" in ax.get_xlabel()
 
 
+def test_waits_can_leave_out_the_closed_loop_backlog() -> None:
+    _fig, ax = plt.subplots()
+    plots.plot_waits(run_frame(), ax=ax, queue=False)
+    assert by_gid(ax, "queue") == []
+    labels = [t.get_text() for t in ax.texts if t.get_gid() == "run_label"]
+    assert labels == ["run: 250 ms"]  # the 1219 ms queued for a worker are not counted
+
+
 # ------------------------------------------------------------------ figures
 
 
