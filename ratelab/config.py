@@ -218,7 +218,8 @@ class Experiment:
                 f"{self.target} is not this machine: at most {POLITE_MAX_REQUESTS} requests "
                 f"by default", opt_in[0].upper() + opt_in[1:],
             )  # fmt: skip
-        rates = [r for r in (self.strategy.rate_limit_per_s,) if r is not None]
+        rate = self.strategy.rate_limit_per_s
+        rates = [] if rate is None else [rate]
         if self.arrivals is not None:
             rates.append(self.arrivals.rate_per_s)
         if not rates or min(rates) > POLITE_MAX_RATE_PER_S:

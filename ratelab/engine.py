@@ -129,13 +129,13 @@ class Engine:
         rng = np.random.default_rng(exp.seed)
         self.endpoints = list(exp.endpoints)
         weights = np.array([exp.endpoints[p] for p in self.endpoints])  # type: ignore[index]
-        self.endpoint_codes = rng.choice(len(self.endpoints), size=n, p=weights / weights.sum())
+        codes = rng.choice(len(self.endpoints), size=n, p=weights / weights.sum())
         self.think_s = exp.think_time.sample(rng, n) if exp.think_time is not None else None
         self.arrival_s = exp.arrivals.times(rng, n) if exp.arrivals is not None else None
-        self.codes: list[int] = self.endpoint_codes.tolist()  # cheaper to index than numpy
+        self.codes: list[int] = codes.tolist()  # cheaper to index than numpy
         self.method = exp.method
         self.store = RecordStore(n, endpoints=self.endpoints, methods=[exp.method])
-        self.store.add_requests(np.arange(n), self.endpoint_codes, np.zeros(n, np.int32))
+        self.store.add_requests(np.arange(n), codes, np.zeros(n, np.int32))
         self.t0 = 0.0
 
     # -- the run -------------------------------------------------------------------------

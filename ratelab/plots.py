@@ -202,30 +202,17 @@ def plot_timeline(
             gid=phase,
         )
         ax.add_collection(col, autolim=True)
+    ready = analysis._col(d, "ready_s")
     failed = ~analysis._ok_mask(d) & np.isfinite(done)
-    if failed.any():
-        ax.plot(
-            done[failed],
-            y[failed],
-            linestyle="none",
-            marker="x",
-            markersize=5,
-            color=FAILURE_COLOR,
-            label=f"failed ({int(failed.sum())})",
-            gid="failed",
-        )
-    retry = (d["attempt"].to_numpy() > 1) & np.isfinite(analysis._col(d, "ready_s"))
-    if retry.any():  # a retry's bar starts with its backoff (drawn as think time)
-        ax.plot(
-            analysis._col(d, "ready_s")[retry],
-            y[retry],
-            linestyle="none",
-            marker=">",
-            markersize=5,
-            color=RETRY_COLOR,
-            label=f"retry ({int(retry.sum())})",
-            gid="retry",
-        )
+    retry = (d["attempt"].to_numpy() > 1) & np.isfinite(ready)
+    # failures at their end; retries where they start, after their backoff (drawn as think)
+    for gid, x, mask, marker, color in (
+        ("failed", done, failed, "x", FAILURE_COLOR),
+        ("retry", ready, retry, ">", RETRY_COLOR),
+    ):
+        if mask.any():
+            ax.plot(x[mask], y[mask], linestyle="none", marker=marker, markersize=5,
+                    color=color, label=f"{gid} ({int(mask.sum())})", gid=gid)  # fmt: skip
     ax.autoscale_view()
     ax.set_xlim(left=min(0.0, ax.get_xlim()[0]))
     if y.size:
