@@ -29,6 +29,7 @@ import numpy as np
 from ._validate import integer, positive_number
 from .distributions import Distribution, as_distribution
 from .errors import ConfigError
+from .loops import check_loop
 from .strategies import Strategy, as_strategy
 
 if TYPE_CHECKING:
@@ -171,6 +172,7 @@ class Experiment:
     name: str | None = None
     polite: bool = True
     processes: int = 1
+    loop: str = "asyncio"
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -202,6 +204,7 @@ class Experiment:
         if self.name is not None and not isinstance(self.name, str):
             raise ConfigError("name", self.name, "must be a string or None")
         s(self, "processes", integer("processes", self.processes, minimum=1))
+        s(self, "loop", check_loop(self.loop))
         if not isinstance(self.polite, bool):
             raise ConfigError("polite", self.polite, "must be True or False")
         if self.polite:
@@ -263,6 +266,7 @@ class Experiment:
             "name": self.name,
             "polite": self.polite,
             "processes": self.processes,
+            "loop": self.loop,
         }
 
     @classmethod

@@ -1,7 +1,9 @@
 """Small, exact client-side limiters that aiolimiter does not offer, as strategy guards.
 
 Each reads time only from ``loop.time()`` and serves waiters in FIFO order (an
-``asyncio.Lock`` is fair), so a controlled clock gives exact, repeatable schedules.
+``asyncio.Lock`` is fair), so a controlled clock gives exact, repeatable schedules. Waits
+are rounded up to the loop's timer resolution (:func:`ratelab.loops.timer_delay_s`), so on
+uvloop a sub-millisecond wait does not turn into a busy loop.
 
 - :class:`TokenBucketGuard`: a bucket of ``burst`` tokens, full at the start, refilled at
   ``rate_per_s``; each request takes one token or waits for it.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from .loops import timer_delay_s
 from .strategies import Guard
 
 __all__ = ["AdaptiveGuard", "SlidingWindowGuard", "TokenBucketGuard"]
@@ -41,7 +44,7 @@ class TokenBucketGuard(Guard):
         async with self._lock:
             self._refill()
             while self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self._rate)
+                await asyncio.sleep(timer_delay_s(self._loop, (1 - self._tokens) / self._rate))
                 self._refill()
             self._tokens -= 1
 
@@ -65,7 +68,7 @@ class SlidingWindowGuard(Guard):
                 if len(log) < self._limit:
                     log.append(now)
                     return
-                await asyncio.sleep(log[0] + self._window - now)
+                await asyncio.sleep(timer_delay_s(self._loop, log[0] + self._window - now))
                 now = self._loop.time()
 
 
@@ -101,7 +104,7 @@ class AdaptiveGuard(Guard):
         async with self._lock:
             now = self._loop.time()
             if self._next > now:
-                await asyncio.sleep(self._next - now)
+                await asyncio.sleep(timer_delay_s(self._loop, self._next - now))
                 now = self._loop.time()
             self._next = max(now, self._next) + 1 / self.rate
 

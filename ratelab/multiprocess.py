@@ -91,6 +91,7 @@ import pandas as pd
 from ._validate import integer
 from .config import Constant, Experiment, Poisson
 from .errors import ConfigError, RatelabError
+from .loops import loop_factory
 from .records import TIME_COLUMNS
 from .result import Result, load
 from .runner import _Progress
@@ -209,7 +210,7 @@ def _child_main(
                 break  # run anyway: cancelled at once, every row a CancelledError
             if not _parent_alive():
                 raise RatelabError("the parent process is gone")
-        with asyncio.Runner() as runner:
+        with asyncio.Runner(loop_factory=loop_factory(exp.loop)) as runner:
             store, meta = runner.run(_run_engine(engine, signals))
         meta["pid"] = os.getpid()
         result = Result(df=store.to_frame(), experiment=exp, meta=meta)
@@ -368,6 +369,7 @@ def run_processes(experiment: Experiment, *, processes: int, progress: bool = Tr
             "processes", processes,
             f"must be <= workers={exp.workers}: every process needs at least one worker",
         )  # fmt: skip
+    loop_factory(exp.loop)  # uvloop asked for but not installed: say so before forking
     modules = _modules(exp)
     for part in exp.strategy.parts:  # e.g. SharedRateLimit: is Redis there? (fail early)
         preflight = getattr(part, "preflight", None)

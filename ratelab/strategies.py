@@ -23,6 +23,7 @@ from aiolimiter import AsyncLimiter
 
 from ._validate import integer, positive_number
 from .errors import ConfigError
+from .loops import timer_resolution_s
 
 __all__ = [
     "Combined",
@@ -57,6 +58,27 @@ class Guard:
 
     async def aclose(self) -> None:
         """The run is over: release what the guard holds (connections to a shared store)."""
+
+
+class _AsyncLimiter(AsyncLimiter):
+    """aiolimiter's limiter, unchanged on asyncio. On a loop whose timers fire at once below
+    a resolution (uvloop: 1 ms), a wake-up closer than that is moved out to one tick, so
+    waiting for a sub-millisecond gap does not busy-loop (measured: a whole core at 5,000/s
+    without this). The bucket leaks by elapsed time, so the rate over time is unchanged."""
+
+    def _wake_next(self, *args: object) -> None:
+        super()._wake_next(*args)
+        handle = getattr(self, "_waker_handle", None)  # aiolimiter >= 1.2
+        if handle is None:
+            return
+        loop = self._loop
+        tick = timer_resolution_s(loop)
+        if not tick:
+            return
+        when = getattr(handle, "when", None)  # uvloop: a delay <= 0 gives a plain Handle
+        if when is None or when() - loop.time() < tick:
+            handle.cancel()
+            self._waker_handle = loop.call_later(tick, self._wake_next)
 
 
 class _LimiterGuard(Guard):
@@ -193,7 +215,7 @@ class RateLimit(Strategy):
         object.__setattr__(self, "per_s", positive_number("RateLimit(per_s)", self.per_s))
 
     def _guard(self) -> Guard:
-        return _LimiterGuard(AsyncLimiter(self.max_rate, self.per_s))
+        return _LimiterGuard(_AsyncLimiter(self.max_rate, self.per_s))
 
     @property
     def steady_rate_per_s(self) -> float:
