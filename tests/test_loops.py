@@ -1,0 +1,170 @@
+"""The loop option: asyncio (default) or uvloop, full-resolution stamps, no busy-waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+
+import numpy as np
+import pytest
+
+import ratelab as rl
+from ratelab import loops
+from ratelab.strategies import _AsyncLimiter
+
+uvloop = pytest.importorskip("uvloop")  # installed by `make test` (the uvloop extra)
+
+
+def test_check_loop_names_the_valid_loops() -> None:
+    with pytest.raises(rl.ConfigError) as info:
+        rl.Experiment(target="http://127.0.0.1:1", loop="tokio")
+    message = str(info.value)
+    assert "loop" in message and "tokio" in message and "'uvloop'" in message
+    assert rl.Experiment(target="http://127.0.0.1:1", loop="uvloop").loop == "uvloop"
+
+
+def test_loop_is_part_of_the_saved_experiment() -> None:
+    exp = rl.Experiment(target="http://127.0.0.1:1", loop="uvloop")
+    assert exp.to_dict()["loop"] == "uvloop"
+    assert rl.Experiment.from_dict(exp.to_dict()) == exp
+
+
+def test_missing_uvloop_is_a_teaching_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name)
+    )
+    with pytest.raises(rl.ConfigError, match=r"pip install 'ratelab\[uvloop\]'"):
+        loops.loop_factory("uvloop")
+    assert loops.loop_factory("asyncio") is asyncio.new_event_loop
+
+
+def test_timer_delay_rounds_up_to_whole_ticks_on_uvloop_only() -> None:
+    uv = uvloop.new_event_loop()
+    plain = asyncio.new_event_loop()
+    try:
+        assert loops.timer_resolution_s(uv) == 1e-3
+        assert loops.timer_delay_s(uv, 0.0003) == pytest.approx(1e-3, abs=1e-12)
+        assert loops.timer_delay_s(uv, 0.001) == pytest.approx(1e-3, abs=1e-12)
+        assert loops.timer_delay_s(uv, 0.0011) == pytest.approx(2e-3, abs=1e-12)
+        assert loops.timer_delay_s(uv, 0.0) == 0.0
+        assert loops.timer_resolution_s(plain) == 0.0
+        assert loops.timer_delay_s(plain, 0.0003) == 0.0003
+        assert loops.loop_name(uv) == "uvloop" and loops.loop_name(plain) == "asyncio"
+    finally:
+        uv.close()
+        plain.close()
+
+
+def test_stamp_clock_is_monotonic_where_loop_time_is_a_view_of_it(virtual_clock) -> None:
+    uv = uvloop.new_event_loop()
+    plain = asyncio.new_event_loop()
+    try:
+        assert loops.stamp_clock(uv) is time.monotonic  # uvloop's loop.time() is whole ms
+        assert loops.stamp_clock(plain) is time.monotonic  # the same clock as loop.time()
+    finally:
+        uv.close()
+        plain.close()
+
+    async def which() -> object:
+        return loops.stamp_clock(asyncio.get_running_loop())
+
+    clock = virtual_clock(which())
+    assert clock != time.monotonic  # a virtual clock drives the records itself
+    assert getattr(clock, "__self__", None) is not None  # the loop's own bound time()
+
+
+def test_limiter_wakeups_are_at_least_one_tick_ahead_on_uvloop() -> None:
+    """aiolimiter schedules its next wake-up at the exact moment capacity frees, often less
+    than a millisecond ahead; uvloop fires such a timer at once (a busy loop). The ratelab
+    limiter moves it out to one tick. Without that, the handle here is due in < 1 ms."""
+
+    async def scenario() -> float | None:
+        loop = asyncio.get_running_loop()
+        limiter = _AsyncLimiter(1000, 1)  # one slot per millisecond
+        for _ in range(1000):
+            await limiter.acquire()  # the bucket is full now
+        waiter = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0)  # the waiter is queued and a wake-up is scheduled
+        handle = limiter._waker_handle
+        ahead = None if handle is None else handle.when() - loop.time()
+        await waiter
+        return ahead
+
+    # None: uvloop's millisecond clock ticked while the bucket filled, so the waiter had
+    # capacity at once and nothing was scheduled; such a round shows nothing, run another
+    aheads = [a for a in (uvloop.run(scenario()) for _ in range(20)) if a is not None]
+    assert aheads, "the waiter never had to wait"
+    assert min(aheads) >= 1e-3 - 1e-9
+
+
+def test_limiter_is_untouched_on_asyncio(virtual_clock) -> None:
+    """On asyncio's loop (no timer floor) the wake-up is aiolimiter's exact time."""
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        limiter = _AsyncLimiter(1000, 1)
+        for _ in range(1000):
+            await limiter.acquire()
+        loop.now += 0.0004  # type: ignore[attr-defined]  # 0.4 slots have leaked
+        waiter = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0)
+        handle = limiter._waker_handle
+        assert handle is not None
+        ahead = handle.when() - loop.time()
+        await waiter
+        return ahead
+
+    assert virtual_clock(scenario()) == pytest.approx(0.0006, abs=1e-9)
+
+
+def test_run_on_uvloop_records_full_resolution_times(server: rl.LocalServer) -> None:
+    exp = rl.Experiment(target=server, requests=200, workers=10, seed=3, loop="uvloop")
+    result = rl.run(exp, progress=False)
+    df = result.df
+    assert result.meta["loop"] == "uvloop"
+    assert len(df) == 200 and (df["status"] == 200).all() and df["error"].isna().all()
+    # uvloop's loop.time() is whole milliseconds: stamps read from it would all be
+    # multiples of 1 ms (and most latencies here, well under 1 ms, would read 0)
+    sent_ms = df["sent_s"].to_numpy() * 1e3
+    on_ms_grid = np.isclose(sent_ms, np.round(sent_ms), rtol=0, atol=1e-6)
+    assert on_ms_grid.mean() < 0.1
+    assert (df["done_s"] > df["sent_s"]).all()
+    # and the server log still joins on the same clock
+    log = result.server_log
+    assert log is not None and len(log) == 200
+
+
+def test_run_option_overrides_the_experiment(server: rl.LocalServer) -> None:
+    exp = rl.Experiment(target=server, requests=5, workers=2, loop="uvloop")
+    assert rl.run(exp, progress=False, loop="asyncio").meta["loop"] == "asyncio"
+    with pytest.raises(rl.ConfigError, match="loop"):
+        rl.run(exp, progress=False, loop="trio")
+
+
+@pytest.mark.asyncio
+async def test_arun_refuses_uvloop_inside_an_asyncio_loop() -> None:
+    exp = rl.Experiment(target="http://127.0.0.1:1", requests=1, loop="uvloop")
+    with pytest.raises(rl.ConfigError, match=r"caller's loop \(asyncio\)"):
+        await rl.arun(exp, progress=False)
+
+
+def test_rate_limit_on_uvloop_keeps_its_rate(server: rl.LocalServer) -> None:
+    """RateLimit(200) on uvloop: past the initial burst, the admissions keep the rate
+    (tolerance: one 1 ms timer tick per admission gap at most, far less on average)."""
+    exp = rl.Experiment(
+        target=server, requests=300, workers=20, strategy=rl.RateLimit(200), loop="uvloop"
+    )
+    df = rl.run(exp, progress=False).df
+    admitted = np.sort(df["admitted_s"].to_numpy())
+    assert len(admitted) == 300 and (df["status"] == 200).all()
+    # the first 200 pass at once (the bucket's burst), then one every 5 ms
+    steady = admitted[200:]
+    rate = (len(steady) - 1) / (steady[-1] - steady[0])
+    assert rate == pytest.approx(200, rel=0.05)
+    # never ahead of the limit: by t seconds after the first admission, at most 200 + 200 t
+    # (1 ms of slack: uvloop's loop.time(), which the bucket leaks by, is whole milliseconds)
+    elapsed = admitted - admitted[0]
+    allowed = 200 + 200 * (elapsed + 1e-3)
+    assert (np.arange(1, 301) <= allowed).all()
