@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, RatelabError
+from .loops import LOOPS
 
 if TYPE_CHECKING:
     from .result import Result
@@ -319,7 +320,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = _read_toml(path)
     server = data.pop("server", None)
     exp, _ = experiment_from_toml(data, server)
-    result = run(exp, progress=not args.no_progress)
+    result = run(exp, progress=not args.no_progress, loop=args.loop)
     out = Path(args.out) if args.out else Path("data") / f"{path.stem}.parquet"
     result.save(out)
     print(runs_table([result]))
@@ -467,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("experiment", help="EXPERIMENT.toml")
     sp.add_argument("--out", help="Parquet file to write (default data/<file stem>.parquet)")
     sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sp.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=None,
+        help="event loop (default: the file's `loop`, else asyncio); uvloop needs ratelab[uvloop]",
+    )
 
     sp = add("plot", cmd_plot, "draw one saved run's dashboard")
     sp.add_argument("run", help="RUN.parquet")

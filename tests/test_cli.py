@@ -80,6 +80,16 @@ def test_run_writes_a_result_that_loads(tmp_path: Path, capsys: pytest.CaptureFi
     assert "tiny" in stdout and f"saved: {out}" in stdout
 
 
+def test_run_loop_option_reaches_the_run(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")
+    toml = write(tmp_path / "tiny.toml", TINY)
+    out = tmp_path / "tiny.parquet"
+    assert main(["run", str(toml), "--out", str(out), "--no-progress", "--loop", "uvloop"]) == 0
+    r = load(out)
+    assert r.meta["loop"] == "uvloop" and r.experiment.loop == "uvloop"
+    assert len(r.df) == 12 and (r.df["status"] == 200).all()
+
+
 def test_run_defaults_to_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
