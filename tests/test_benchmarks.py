@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ALL = ROOT / "benchmarks" / "run_all.py"
-NAMES = ("overhead", "rate", "timing", "memory", "recipe", "uvloop", "analysis")
+NAMES = ("overhead", "rate", "timing", "memory", "recipe", "uvloop", "instructions", "analysis")
 MACHINE_KEYS = {"platform", "python", "cpu_count", "packages", "date"}
 
 
@@ -30,7 +30,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     out = tmp_path_factory.mktemp("bench-smoke")
     proc = subprocess.run(
         [sys.executable, str(RUN_ALL), "--smoke", "--out", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "benchmark" in proc.stdout  # the table was printed
@@ -113,9 +113,42 @@ def test_recipe(reports: dict[str, dict[str, Any]]) -> None:
         assert _positive(r[key]["median"]), key
 
 
-def test_uvloop_runs_or_says_why_not(reports: dict[str, dict[str, Any]]) -> None:
+def test_uvloop(reports: dict[str, dict[str, Any]]) -> None:
     r = reports["uvloop"]
-    assert r.get("skipped") == "uvloop not installed" or _positive(r["ratio_uvloop"])
+    if "skipped" in r:  # only where uvloop is not installed (make test installs it)
+        assert "uvloop not installed" in r["skipped"]
+        return
+    c = r["ceiling"]
+    assert c["all_ok"] and c["rounds"]
+    assert set(c["rounds"][0]) == {
+        "bare/asyncio",
+        "bare/uvloop",
+        "ratelab/asyncio",
+        "ratelab/uvloop",
+    }
+    for key in ("uvloop_speedup_bare", "uvloop_speedup_ratelab", "ratelab_over_bare_uvloop"):
+        assert _positive(c[key]["median"]), key
+    combos = {(m["rate_per_s_target"], m["loop"], m["limiter"]) for m in r["limiter_cpu"]}
+    assert combos == {
+        (rate, loop, lim)
+        for rate in (1000, 5000)
+        for loop in ("asyncio", "uvloop")
+        for lim in ("aiolimiter", "ratelab")
+    }
+    for m in r["limiter_cpu"]:
+        assert _positive(m["cpu_pct_of_core"]) and _positive(m["rate_over_target"])
+    for m in r["rate_limited"]:
+        assert m["ok"] == m["requests"], m
+        assert _positive(m["steady_over_target"]) and _positive(m["cpu_us_per_request"])
+
+
+def test_instructions(reports: dict[str, dict[str, Any]]) -> None:
+    r = reports["instructions"]
+    if "skipped" in r:  # no valgrind on this machine
+        assert "valgrind not installed" in r["skipped"]
+        return
+    a, b = r["smoke_instructions"]  # the same tiny program counted twice
+    assert a > 1_000_000 and abs(a - b) / a < 0.05
 
 
 def test_analysis(reports: dict[str, dict[str, Any]]) -> None:
