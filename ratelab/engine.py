@@ -319,9 +319,7 @@ class Engine:
             _current_id.set(f"{self.run_token}-{rid}-{attempt}")
             if self.stamp_pool:
                 _current_row.set(row)
-            async with self.session.request(
-                self.method, self.urls[code], trace_request_ctx=row
-            ) as resp:
+            async with self.session.request(self.method, self.urls[code]) as resp:
                 s.headers_s[row] = now() - t0
                 status = resp.status
                 s.status[row] = status
@@ -347,20 +345,25 @@ class Engine:
         return status, error, retry_after
 
     def _pool_trace(self) -> aiohttp.TraceConfig:
-        """Stamp pool waits from aiohttp's trace signals (tagged with the row index)."""
+        """Stamp pool waits from aiohttp's trace signals (the row: the sending task's
+        ``_current_row``, as for the connector hook)."""
         store = self.store
 
         async def queued_start(
             session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
         ) -> None:
-            store.pool_queued_s[ctx.trace_request_ctx] = self.now() - self.t0
+            row = _current_row.get()
+            if row >= 0 and np.isnan(store.pool_queued_s[row]):  # the first wait counts
+                store.pool_queued_s[row] = self.now() - self.t0
 
         async def queued_end(
             session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
         ) -> None:
-            t = self.now() - self.t0
-            store.pool_acquired_s[ctx.trace_request_ctx] = t
-            store.sent_s[ctx.trace_request_ctx] = t
+            row = _current_row.get()
+            if row >= 0:
+                t = self.now() - self.t0
+                store.pool_acquired_s[row] = t
+                store.sent_s[row] = t
 
         tc = aiohttp.TraceConfig()
         tc.on_connection_queued_start.append(queued_start)

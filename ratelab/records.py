@@ -4,9 +4,10 @@ The store keeps one preallocated numpy array per column and writes into it by ro
 recording a request costs a few array stores: no dict, tuple or object per request. It grows
 by doubling when retries add rows. ``to_frame`` turns it into the documented DataFrame.
 
-All times are seconds on the event loop's clock, relative to the run's start (``t0``).
-A time that did not happen is NaN (e.g. ``pool_queued_s`` when the request never waited for
-a connection, ``done_s`` for a request that never ran).
+All times are seconds on the engine's clock (``time.monotonic``, or ``loop.time()`` on a
+loop with a clock of its own, such as the tests' virtual clock), relative to the run's start
+(``t0``). A time that did not happen is NaN (e.g. ``pool_queued_s`` when the request never
+waited for a connection, ``done_s`` for a request that never ran).
 """
 
 from __future__ import annotations
