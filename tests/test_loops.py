@@ -151,20 +151,22 @@ async def test_arun_refuses_uvloop_inside_an_asyncio_loop() -> None:
 
 
 def test_rate_limit_on_uvloop_keeps_its_rate(server: rl.LocalServer) -> None:
-    """RateLimit(200) on uvloop: past the initial burst, the admissions keep the rate
-    (tolerance: one 1 ms timer tick per admission gap at most, far less on average)."""
+    """RateLimit(1000) on uvloop (gaps of 1 ms: every wait is at or below the timer's
+    resolution). The steady rate, measured as in bench_rate.py on the admissions after the
+    first second (which holds the burst of 1000 plus 1000 more), is the target within 3%;
+    and the bucket is never ahead of its limit."""
+    r, n = 1000, 2600
     exp = rl.Experiment(
-        target=server, requests=300, workers=20, strategy=rl.RateLimit(200), loop="uvloop"
+        target=server, requests=n, workers=50, strategy=rl.RateLimit(r), loop="uvloop"
     )
     df = rl.run(exp, progress=False).df
+    assert len(df) == n and (df["status"] == 200).all()
     admitted = np.sort(df["admitted_s"].to_numpy())
-    assert len(admitted) == 300 and (df["status"] == 200).all()
-    # the first 200 pass at once (the bucket's burst), then one every 5 ms
-    steady = admitted[200:]
+    steady = admitted[admitted >= admitted[0] + 1.0]
+    assert len(steady) >= 400
     rate = (len(steady) - 1) / (steady[-1] - steady[0])
-    assert rate == pytest.approx(200, rel=0.05)
-    # never ahead of the limit: by t seconds after the first admission, at most 200 + 200 t
-    # (1 ms of slack: uvloop's loop.time(), which the bucket leaks by, is whole milliseconds)
+    assert rate == pytest.approx(r, rel=0.03)
+    # by t seconds after the first admission, at most r + r t admissions (burst + leak;
+    # 1 ms of slack: uvloop's loop.time(), which the bucket leaks by, is whole milliseconds)
     elapsed = admitted - admitted[0]
-    allowed = 200 + 200 * (elapsed + 1e-3)
-    assert (np.arange(1, 301) <= allowed).all()
+    assert (np.arange(1, n + 1) <= r + r * (elapsed + 1e-3)).all()
