@@ -1,6 +1,6 @@
 """Run every benchmark and print a compact table of the headline figures.
 
-    python benchmarks/run_all.py            # full sizes (~3 min); JSON -> benchmarks/results/
+    python benchmarks/run_all.py            # full sizes (~6 min); JSON -> benchmarks/results/
     python benchmarks/run_all.py --smoke    # tiny sizes (seconds); JSON -> a temp dir
     python benchmarks/run_all.py --smoke --out DIR --only overhead,rate
 
