@@ -49,8 +49,8 @@ The merged frame:
   global like the client frame's, so the two join on ``request_id`` + ``attempt``.
 * ``meta``: the children's versions and platform, ``processes``, ``t0_monotonic`` (the
   earliest), ``interrupted``, ``wall_s`` (first start to last finish), ``runs`` (the run
-  tokens, by process) and ``process_meta`` (per process: pid, run token, requests, workers,
-  seed, request offset, t0 and its shift, wall time, interrupted).
+  tokens, by process) and ``process_meta`` (per process: pid, run token, loop, requests,
+  workers, seed, request offset, t0 and its shift, wall time, interrupted).
 
 Progress: one tqdm bar for all processes, fed by a shared array of per-process counts that
 each child's engine updates every 0.1 s (its ``on_tick``).
@@ -511,6 +511,7 @@ def _merge(
             "started_at": m.get("started_at"),
             "wall_s": m.get("wall_s"),
             "interrupted": bool(m.get("interrupted", False)),
+            "loop": m.get("loop"),
         }
         if "adaptive_rate" in m:
             entry["adaptive_rate"] = [(t + t0[k] - t_min, rate) for t, rate in m["adaptive_rate"]]

@@ -170,3 +170,20 @@ def test_rate_limit_on_uvloop_keeps_its_rate(server: rl.LocalServer) -> None:
     # 1 ms of slack: uvloop's loop.time(), which the bucket leaks by, is whole milliseconds)
     elapsed = admitted - admitted[0]
     assert (np.arange(1, n + 1) <= r + r * (elapsed + 1e-3)).all()
+
+
+def test_processes_run_on_the_asked_loop(server: rl.LocalServer) -> None:
+    exp = rl.Experiment(target=server, requests=60, workers=4, seed=5, loop="uvloop")
+    result = rl.run(exp, processes=2, progress=False)
+    assert len(result.df) == 60 and (result.df["status"] == 200).all()
+    children = result.meta["process_meta"]
+    assert len(children) == 2 and all(m["loop"] == "uvloop" for m in children)
+
+
+def test_sweep_over_loops(server: rl.LocalServer) -> None:
+    sweep = rl.sweep(
+        rl.Experiment(target=server, requests=20, workers=2), loop=["asyncio", "uvloop"],
+        progress=False,
+    )  # fmt: skip
+    assert [r.meta["loop"] for r in sweep.results] == ["asyncio", "uvloop"]
+    assert list(sweep.summary["loop"]) == ["asyncio", "uvloop"]
