@@ -41,6 +41,7 @@ from _common import (
 )
 
 import ratelab as rl
+from ratelab.loops import loop_factory
 
 WORKERS = 50
 
@@ -74,10 +75,13 @@ async def _bare(url: str, n: int, workers: int, limit: int) -> tuple[int, int]:
     return ok, errors
 
 
-def run_bare(url: str, n: int, workers: int, limit: int) -> dict[str, Any]:
+def run_bare(
+    url: str, n: int, workers: int, limit: int, *, loop: str = "asyncio"
+) -> dict[str, Any]:
     gc.collect()
     c, t = time.process_time(), time.perf_counter()
-    ok, errors = asyncio.run(_bare(url + "/get", n, workers, limit))
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        ok, errors = runner.run(_bare(url + "/get", n, workers, limit))
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     return {
         "wall_s": wall,
@@ -88,8 +92,12 @@ def run_bare(url: str, n: int, workers: int, limit: int) -> dict[str, Any]:
     }
 
 
-def run_ratelab(url: str, n: int, workers: int, strategy: rl.Strategy) -> dict[str, Any]:
-    exp = rl.Experiment(target=url, requests=n, workers=workers, strategy=strategy, seed=0)
+def run_ratelab(
+    url: str, n: int, workers: int, strategy: rl.Strategy, *, loop: str = "asyncio"
+) -> dict[str, Any]:
+    exp = rl.Experiment(
+        target=url, requests=n, workers=workers, strategy=strategy, seed=0, loop=loop
+    )
     gc.collect()
     c, t = time.process_time(), time.perf_counter()
     result = rl.run(exp, progress=False)
@@ -106,6 +114,7 @@ def run_ratelab(url: str, n: int, workers: int, strategy: rl.Strategy) -> dict[s
         "rows": len(df),
         "ok": ok,
         "errors": len(df) - ok,
+        "loop": result.meta["loop"],
     }
 
 

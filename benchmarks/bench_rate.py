@@ -45,10 +45,15 @@ def workers_for(rate: float) -> int:
     return max(50, math.ceil(rate / 20))
 
 
-def measure(url: str, rate: float, requests: int) -> dict[str, Any]:
+def measure(url: str, rate: float, requests: int, *, loop: str = "asyncio") -> dict[str, Any]:
     workers = workers_for(rate)
     exp = rl.Experiment(
-        target=url, requests=requests, workers=workers, strategy=rl.RateLimit(rate), seed=0
+        target=url,
+        requests=requests,
+        workers=workers,
+        strategy=rl.RateLimit(rate),
+        seed=0,
+        loop=loop,
     )
     result = rl.run(exp, progress=False)
     df = result.df

@@ -16,7 +16,8 @@ installs it); otherwise the report says ``"skipped"``. Three parts, each side by
    Figures: CPU in % of a core (process time / wall time) and the achieved rate / target.
    Stock aiolimiter on uvloop busy-waits: its timer for a sub-millisecond gap fires at once.
 3. **Rate-limited runs.** ``RateLimit(r)`` through ``rl.run`` on each loop, against the
-   ratelab server: client CPU per request and the steady rate / target (``summary``'s
+   ratelab server (``bench_rate.measure``): client CPU per request (the run and
+   its few ms of analysis) and the steady rate / target (``summary``'s
    ``steady_rate_per_s`` of the requests sent after the first second, as in
    ``bench_rate.py``) — uvloop must not make these worse.
 """
@@ -30,7 +31,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from _common import (
     default_out,
     describe,
@@ -40,10 +40,10 @@ from _common import (
     server_process,
     write_report,
 )
-from bench_overhead import _bare
+from bench_overhead import run_bare, run_ratelab
+from bench_rate import measure
 
 import ratelab as rl
-from ratelab import analysis
 from ratelab.loops import loop_factory
 from ratelab.strategies import _AsyncLimiter
 
@@ -54,30 +54,16 @@ LOOPS = ("asyncio", "uvloop")
 # ------------------------------------------------------------------ 1. the ceiling
 
 
-def _bare_run(url: str, n: int, loop: str) -> dict[str, float]:
-    gc.collect()
-    c, t = time.process_time(), time.perf_counter()
-    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
-        ok, _ = runner.run(_bare(url + "/get", n, WORKERS, 0))
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
-    return {"rate_per_s": n / wall, "cpu_us_per_request": cpu / n * 1e6, "ok": ok}
-
-
-def _ratelab_run(url: str, n: int, loop: str) -> dict[str, float]:
-    exp = rl.Experiment(target=url, requests=n, workers=WORKERS, seed=0, loop=loop)
-    gc.collect()
-    c, t = time.process_time(), time.perf_counter()
-    result = rl.run(exp, progress=False)
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
-    ok = int((result.df["status"] == 200).sum())
-    assert result.meta["loop"] == loop
-    return {"rate_per_s": n / wall, "cpu_us_per_request": cpu / n * 1e6, "ok": ok}
+def _ratelab(url: str, n: int, loop: str) -> dict[str, Any]:
+    result = run_ratelab(url, n, WORKERS, rl.Unlimited(), loop=loop)
+    assert result["loop"] == loop
+    return result
 
 
 def ceiling(n: int, rounds: int) -> dict[str, Any]:
-    clients: dict[str, Callable[[str, int, str], dict[str, float]]] = {
-        "bare": _bare_run,
-        "ratelab": _ratelab_run,
+    clients: dict[str, Callable[[str, int, str], dict[str, Any]]] = {
+        "bare": lambda url, n, loop: run_bare(url, n, WORKERS, 0, loop=loop),
+        "ratelab": _ratelab,
     }
     runs: list[dict[str, Any]] = []
     with server_process("minimal") as url:
@@ -159,30 +145,18 @@ def rate_limited(rates: tuple[int, ...], seconds: float) -> list[dict[str, Any]]
         for rate in rates:
             for loop in LOOPS:
                 n = int(rate * (2 + seconds))  # 2r in the first second, then `seconds` at r
-                exp = rl.Experiment(
-                    target=url,
-                    requests=n,
-                    workers=max(WORKERS, rate // 20),
-                    strategy=rl.RateLimit(rate),
-                    seed=0,
-                    loop=loop,
-                )
                 gc.collect()
                 c = time.process_time()
-                result = rl.run(exp, progress=False)
+                m = measure(url, rate, n, loop=loop)  # bench_rate's steady rate past the burst
                 cpu = time.process_time() - c
-                df = result.df
-                sent = df["sent_s"].to_numpy(dtype=float)
-                after_burst = df[sent >= np.nanmin(sent) + 1.0]  # as bench_rate.py
-                steady = float(analysis.summary(after_burst).iloc[0]["steady_rate_per_s"])
                 out.append(
                     {
                         "rate_per_s_target": rate,
                         "loop": loop,
                         "requests": n,
-                        "ok": int((df["status"] == 200).sum()),
+                        "ok": m["ok"],
                         "cpu_us_per_request": cpu / n * 1e6,
-                        "steady_over_target": steady / rate,
+                        "steady_over_target": m["steady_over_target"],
                     }
                 )
     return out
