@@ -122,14 +122,14 @@ _EXIT_ON_EOF = (
     "import os, sys, threading; "
     "threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start(); "
 )
-_RATELAB_SERVER = _EXIT_ON_EOF + "from ratelab.server import serve; serve(port=0{latency})"
+_RATELAB_SERVER = _EXIT_ON_EOF + "from ratelab.server.local import serve; serve(port=0{latency})"
 
 
 @contextmanager
 def server_process(kind: str = "ratelab", latency: float | None = None) -> Iterator[str]:
     """A target server in its own process on 127.0.0.1 (a free port); yields its base URL.
 
-    ``kind="ratelab"``: ``ratelab.server.serve`` (the real LocalServer: middleware, request
+    ``kind="ratelab"``: ``ratelab.server.local.serve`` (the real LocalServer: middleware, request
     log, httpbin-style echo). ``kind="minimal"``: ``benchmarks/_minimal_server.py``, a bare
     aiohttp.web app whose ``/get`` returns a small fixed JSON.
     """

@@ -3,7 +3,7 @@
     python benchmarks/_minimal_server.py [--port 0]
 
 Prints ``minimal server on http://127.0.0.1:PORT`` once listening; stops on Ctrl-C/SIGTERM.
-The benchmarks use it beside ``ratelab.server.serve`` to tell client cost from server cost.
+The benchmarks use it beside ``ratelab.server.local.serve`` to tell client cost from server cost.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Benchmark ratelab.analysis on a large synthetic records frame.
+"""Benchmark ratelab.analysis.metrics on a large synthetic records frame.
 
     python benchmarks/bench_analysis.py [--rows N] [--out benchmarks/results/analysis.json]
 
-Builds N rows (default 1,000,000) with the dtypes of ``ratelab.records.empty_frame()``,
+Builds N rows (default 1,000,000) with the dtypes of ``ratelab.records.schema.empty_frame()``,
 times ``summary``, ``throughput``, ``concurrency`` and ``windows`` (median of 3 runs) beside
 a bare numpy kernel doing the same core computation on pre-extracted arrays, prints the
 ratio of each to its kernel and the frame's bytes per row, and saves everything as JSON
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ratelab import analysis  # noqa: E402
-from ratelab.records import empty_frame  # noqa: E402
+from ratelab.analysis import metrics as analysis  # noqa: E402
+from ratelab.records.schema import empty_frame  # noqa: E402
 
 REPEATS = 3
 

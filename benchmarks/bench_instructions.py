@@ -6,7 +6,7 @@ Throughput ratios on a small shared machine spread by +-10% from run to run
 (``bench_overhead.py``). This benchmark counts the instructions the *client* process
 executes, with ``valgrind --tool=callgrind``, which is repeatable whatever else the machine
 is doing. Each client runs twice, for ``N`` and ``3N`` requests, against the same target
-server (``ratelab.server.serve`` in its own process, not under valgrind); the difference
+server (``ratelab.server.local.serve`` in its own process, not under valgrind); the difference
 divided by ``2N`` is the cost per request, with the start-up (imports, session setup,
 building the Result) cancelled out:
 

@@ -84,7 +84,7 @@ def run(n: int) -> dict[str, Any]:
     recording = lab["bytes_per_request"] - bare["bytes_per_request"]
     return {
         "benchmark": "memory",
-        "server": "ratelab.server.serve (separate process)",
+        "server": "ratelab.server.local.serve (separate process)",
         "requests": n,
         "workers": WORKERS,
         "ratelab": lab,

@@ -15,7 +15,7 @@ figure is the median of the per-pair ratios ratelab_rate / bare_rate (target >= 
 Also saved: ``best_ratio`` (ratelab's best run / bare's best run, robust to bursts of other
 load on a shared machine) and ``cpu_ratio`` (client CPU time per request, bare / ratelab).
 Second line: ``ConnectionLimit(50)`` (the engine attaches its pool-wait trace hooks) vs bare
-``limit=50``. Lines are measured against the ratelab server (``ratelab.server.serve``, for
+``limit=50``. Lines are measured against the ratelab server (``ratelab.server.local.serve``, for
 realism) and a minimal aiohttp.web server (to show how much of the ceiling is the server's).
 If ``wrk`` (or ``hey``) is installed, the native ceiling ``wrk -t1 -c50 -d3s URL/get`` on
 the same server is reported as a ratio too; without it that part is skipped.
@@ -41,7 +41,7 @@ from _common import (
 )
 
 import ratelab as rl
-from ratelab.loops import loop_factory
+from ratelab.client.loops import loop_factory
 
 WORKERS = 50
 

@@ -35,7 +35,7 @@ from _common import (
 )
 
 import ratelab as rl
-from ratelab import analysis
+from ratelab.analysis import metrics as analysis
 
 FULL_RATES = (10, 100, 1000, 2000)
 SMOKE_RATES = (100, 1000)
@@ -110,7 +110,7 @@ def run(rates: tuple[float, ...], *, requests_per_rate: float) -> dict[str, Any]
             )
     report: dict[str, Any] = {
         "benchmark": "rate",
-        "server": "ratelab.server.serve (separate process, latency 0)",
+        "server": "ratelab.server.local.serve (separate process, latency 0)",
         "requests_per_rate": f"{requests_per_rate:g} x r",
         "results": results,
         "headline": [

@@ -150,7 +150,7 @@ def run(n: int, rate: float, pairs: int) -> dict[str, Any]:
     steady_r = describe([s["steady_ratio"] for s in samples])
     return {
         "benchmark": "recipe",
-        "server": "ratelab.server.serve (separate process)",
+        "server": "ratelab.server.local.serve (separate process)",
         "requests": n,
         "rate_per_s": rate,
         "workers": WORKERS,

@@ -6,7 +6,7 @@ Both guards are built the way a run builds them (``strategy.build()`` inside the
 loop) with a limit so high that nothing ever waits, so what is timed is the bookkeeping:
 ``aiolimiter.AsyncLimiter.acquire()`` in memory for ``RateLimit``, and for
 ``SharedRateLimit`` one ``limits`` hit, i.e. a Lua script (EVALSHA) round trip to a local
-``redis-server`` (started by ``ratelab.redis_server.start()``, 127.0.0.1, no persistence).
+``redis-server`` (started by ``ratelab.testing.redis.start()``, 127.0.0.1, no persistence).
 
 * sequential: ``N`` acquires one after another, each timed with ``perf_counter_ns``; the
   figure is the median in microseconds (also p90), per round; rounds alternate the guards.
@@ -33,8 +33,8 @@ from _common import default_out as _default_out
 from _common import describe, headline, machine_info, parser, write_report
 
 import ratelab as rl
-from ratelab import redis_server
-from ratelab.shared import SHARED_ALGORITHMS, SharedRateLimit
+from ratelab.client.shared_limit import SHARED_ALGORITHMS, SharedRateLimit
+from ratelab.testing import redis as redis_server
 
 HIGH = 10**9  # a limit nothing reaches: no acquire ever waits
 CONCURRENCY = 50

@@ -44,8 +44,8 @@ from bench_overhead import run_bare, run_ratelab
 from bench_rate import measure
 
 import ratelab as rl
-from ratelab.loops import loop_factory
-from ratelab.strategies import _AsyncLimiter
+from ratelab.client.guards import _AsyncLimiter
+from ratelab.client.loops import loop_factory
 
 WORKERS = 50
 LOOPS = ("asyncio", "uvloop")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .errors import ConfigError
+from ratelab.errors import ConfigError
 
 
 def positive_number(name: str, value: object, *, allow_zero: bool = False) -> float:

@@ -1,4 +1,4 @@
-"""ratelab.analysis on hand-built frames with exact expected numbers."""
+"""ratelab.analysis.metrics on hand-built frames with exact expected numbers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ratelab import analysis
-from ratelab.analysis import (
+from ratelab.analysis import metrics as analysis
+from ratelab.analysis.metrics import (
     WindowStats,
     concurrency,
     phase_means,
@@ -22,10 +22,10 @@ from ratelab.analysis import (
     time_weighted_mean,
     windows,
 )
-from ratelab.config import Experiment
-from ratelab.records import TIME_COLUMNS, empty_frame
-from ratelab.result import Result
-from ratelab.strategies import ConnectionLimit, RateLimit
+from ratelab.analysis.result import Result
+from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.strategies import ConnectionLimit, RateLimit
+from ratelab.records.schema import TIME_COLUMNS, empty_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 NAN = math.nan

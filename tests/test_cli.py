@@ -1,4 +1,4 @@
-"""The ``ratelab`` command line, through ``ratelab.cli.main`` and once as a real process.
+"""The ``ratelab`` command line, through ``ratelab.cli.main.main`` and once as a real process.
 
 Every experiment here runs against an embedded LocalServer on 127.0.0.1."""
 
@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from ratelab.cli import format_table, main
-from ratelab.result import load
+from ratelab.analysis.result import load
+from ratelab.cli.main import format_table, main
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -138,7 +138,7 @@ def test_as_a_real_process(tmp_path: Path) -> None:
     good = write(tmp_path / "good.toml", TINY)
     bad = write(tmp_path / "bad.toml", TINY.replace("workers = 3", "workers = 0"))
     out = tmp_path / "good.parquet"
-    cmd = [sys.executable, "-m", "ratelab.cli"]
+    cmd = [sys.executable, "-m", "ratelab.cli.main"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
     ok = subprocess.run(
         [*cmd, "run", str(good), "--out", str(out)],
@@ -273,7 +273,7 @@ def test_examples_are_valid_and_local() -> None:
     """Every example builds its Experiment (or sweep) and targets only this machine."""
     import tomllib
 
-    from ratelab.cli import experiment_from_toml
+    from ratelab.cli.main import experiment_from_toml
 
     names = sorted(p.name for p in (ROOT / "examples").glob("*.toml"))
     assert {"recipe.toml", "bursts.toml", "sweep-latency.toml"} <= set(names)

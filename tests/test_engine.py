@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import ratelab as rl
-from ratelab.records import COLUMNS, ERROR_CANCELLED, TIME_COLUMNS
+from ratelab.records.schema import COLUMNS, ERROR_CANCELLED, TIME_COLUMNS
 
 
 def _closed_port() -> int:
@@ -321,7 +321,7 @@ def test_retry_makes_a_row_per_attempt_with_the_backoff_recorded(server: rl.Loca
 
 
 def test_parse_retry_after() -> None:
-    from ratelab.engine import parse_retry_after
+    from ratelab.client.engine import parse_retry_after
 
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(" 0.5 ") == 0.5
@@ -383,7 +383,7 @@ def test_a_url_target_of_a_running_local_server_still_gets_its_log(server: rl.Lo
 @pytest.mark.parametrize("hook", [True, False], ids=["connector", "trace-signals"])
 def test_pool_waits_are_stamped_either_way(fresh_server, monkeypatch, hook: bool) -> None:
     """The connector override (aiohttp >= 3.11) and the trace-signal fallback agree."""
-    import ratelab.engine as engine
+    import ratelab.client.engine as engine
 
     monkeypatch.setattr(engine, "_POOL_HOOK", hook)
     srv = fresh_server(latency=rl.Fixed(0.02))

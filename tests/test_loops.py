@@ -12,8 +12,8 @@ import pytest
 from aiolimiter import AsyncLimiter
 
 import ratelab as rl
-from ratelab import loops
-from ratelab.strategies import _AsyncLimiter
+from ratelab.client import loops
+from ratelab.client.guards import _AsyncLimiter
 
 uvloop = pytest.importorskip("uvloop")  # installed by `make test` (the uvloop extra)
 

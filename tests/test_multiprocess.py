@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 
 import ratelab as rl
+from ratelab.analysis.result import load
+from ratelab.client.guards import Guard
+from ratelab.client.processes import PROCESS_COLUMN, run_processes, split_evenly
 from ratelab.errors import ConfigError, RatelabError
-from ratelab.multiprocess import PROCESS_COLUMN, run_processes, split_evenly
-from ratelab.records import COLUMNS, TIME_COLUMNS
-from ratelab.result import load
-from ratelab.strategies import Guard, Strategy
+from ratelab.experiment.strategies import Strategy
+from ratelab.records.schema import COLUMNS, TIME_COLUMNS
 
 EPS = 1e-6  # float rounding of the clock shift; real orderings differ by far more
 
@@ -162,7 +163,7 @@ def test_interrupt_returns_partial_result_and_reaps(mp_server: rl.LocalServer) -
 class ExplodingStrategy(Strategy):
     """A strategy whose guard cannot be built: the child's run fails outright."""
 
-    def _guard(self) -> Guard:
+    def guard(self) -> Guard:
         raise RuntimeError("kaboom in the child")
 
 

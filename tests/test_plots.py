@@ -1,4 +1,4 @@
-"""ratelab.plots checked through the artists it draws."""
+"""ratelab.analysis.plots checked through the artists it draws."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ratelab import plots
-from ratelab.config import Experiment
-from ratelab.records import TIME_COLUMNS, empty_frame
-from ratelab.result import Result
-from ratelab.strategies import Concurrency, ConnectionLimit, RateLimit, Strategy
+from ratelab.analysis import plots
+from ratelab.analysis.result import Result
+from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.strategies import Concurrency, ConnectionLimit, RateLimit, Strategy
+from ratelab.records.schema import TIME_COLUMNS, empty_frame
 
 NAN = math.nan
 

@@ -1,5 +1,5 @@
-"""Tests of ratelab.policies: the rate-limit algorithms on hand-picked timestamps (no clock, no
-server), their headers, the policy descriptions and their validation."""
+"""Tests of ratelab.server.policies: the rate-limit algorithms on hand-picked timestamps
+(no clock, no server), their headers, the policy descriptions and their validation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ratelab.errors import ConfigError
-from ratelab.policies import (
+from ratelab.server.policies import (
     ALGORITHMS,
     Decision,
     Faults,

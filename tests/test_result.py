@@ -10,15 +10,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import ratelab.result as result_mod
-from ratelab.analysis import summary
-from ratelab.config import Experiment
-from ratelab.distributions import Uniform
+import ratelab.analysis.result as result_mod
+from ratelab.analysis.metrics import summary
+from ratelab.analysis.result import MARKER_KEY, SCHEMA_VERSION, Result, load
+from ratelab.client.runner import run
 from ratelab.errors import ResultFileError
-from ratelab.result import MARKER_KEY, SCHEMA_VERSION, Result, load
-from ratelab.runner import run
-from ratelab.server import LocalServer
-from ratelab.strategies import ConnectionLimit, RateLimit
+from ratelab.experiment.distributions import Uniform
+from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.strategies import ConnectionLimit, RateLimit
+from ratelab.server.local import LocalServer
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of ratelab.server: a real LocalServer on 127.0.0.1, real aiohttp / urllib clients."""
+"""Tests of ratelab.server.local: a real LocalServer on 127.0.0.1, real aiohttp / urllib clients."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from ratelab.distributions import Fixed, Uniform
 from ratelab.errors import ConfigError
-from ratelab.policies import Faults, ServerRateLimit
-from ratelab.server import SHUTDOWN_TIMEOUT_S, LocalServer
+from ratelab.experiment.distributions import Fixed, Uniform
+from ratelab.server.local import SHUTDOWN_TIMEOUT_S, LocalServer
+from ratelab.server.policies import Faults, ServerRateLimit
 
 ID = "X-Ratelab-Id"
 
@@ -295,7 +295,7 @@ def test_same_name_stops_the_old_server() -> None:
 
 STOP_ALL = """
 import threading
-from ratelab.server import LocalServer
+from ratelab.server.local import LocalServer
 before = set(threading.enumerate())
 servers = [LocalServer().start() for _ in range(3)]
 assert all(s.running for s in servers)
@@ -340,7 +340,7 @@ def test_port_in_use_names_the_port() -> None:
 
 
 def test_serve_runs_until_ctrl_c() -> None:
-    code = "from ratelab.server import serve; serve(port=0)"
+    code = "from ratelab.server.local import serve; serve(port=0)"
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as p:
         try:
             assert p.stdout is not None
@@ -626,7 +626,7 @@ def test_restart_starts_the_rate_limit_afresh() -> None:
 
 def test_serve_with_a_rate_limit() -> None:
     code = (
-        "from ratelab.server import serve; "
+        "from ratelab.server.local import serve; "
         "serve(port=0, rate_limit='1/60s:gcra', max_concurrency=4)"
     )
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as p:

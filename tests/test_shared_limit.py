@@ -1,4 +1,4 @@
-"""SharedRateLimit: one limit in Redis for many processes; ratelab.redis_server.
+"""SharedRateLimit: one limit in Redis for many processes; ratelab.testing.redis.
 
 The tests that need a real Redis start a throwaway one (``redis_server.start()``); without
 the ``redis-server`` binary they are skipped locally and FAIL when ``CI`` is set.
@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 import ratelab as rl
-from ratelab import redis_server
-from ratelab.config import Experiment
+from ratelab.client.processes import PROCESS_COLUMN, run_processes
+from ratelab.client.shared_limit import RedisUnavailableError, SharedRateLimit
+from ratelab.client.shared_limit import available as limits_available
 from ratelab.errors import ConfigError, RatelabError
-from ratelab.multiprocess import PROCESS_COLUMN, run_processes
-from ratelab.shared import RedisUnavailableError, SharedRateLimit
-from ratelab.shared import available as limits_available
-from ratelab.strategies import as_strategy
+from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.strategies import as_strategy
+from ratelab.testing import redis as redis_server
 
 
 def _need(ok: bool, message: str) -> None:
@@ -125,7 +125,7 @@ def test_preflight_says_how_to_start_redis(limits_installed: None) -> None:
     shared = SharedRateLimit(10, redis=f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=0.5)
     with pytest.raises(RedisUnavailableError, match=r"redis-server --port 6379") as info:
         shared.preflight()
-    assert "ratelab.redis_server.start()" in str(info.value)
+    assert "ratelab.testing.redis.start()" in str(info.value)
     exp = rl.Experiment(target="http://127.0.0.1:9", requests=2, workers=2, strategy=shared)
     with pytest.raises(RedisUnavailableError):  # before any process is spawned
         run_processes(exp, processes=2, progress=False)
@@ -255,7 +255,7 @@ def test_hung_redis_times_out(redis: redis_server.RedisHandle) -> None:
     shared = SharedRateLimit(100, redis=redis.url, timeout_s=0.2)
 
     async def main() -> float:
-        guard = shared._guard()
+        guard = shared.guard()
         await guard.acquire("/get")  # connected and warm
         os.kill(redis.pid, signal.SIGSTOP)
         try:
@@ -276,7 +276,7 @@ def test_other_algorithms_also_wait(redis: redis_server.RedisHandle) -> None:
     so the 4th acquire of each waits for the next window."""
 
     async def four_acquires(algorithm: str) -> list[float]:
-        guard = SharedRateLimit(3, redis=redis.url, key=algorithm, algorithm=algorithm)._guard()
+        guard = SharedRateLimit(3, redis=redis.url, key=algorithm, algorithm=algorithm).guard()
         times = []
         try:
             for _ in range(4):

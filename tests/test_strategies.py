@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 import ratelab as rl
-from ratelab.strategies import as_strategy
+from ratelab.experiment.strategies import as_strategy
 
 
 async def drive(

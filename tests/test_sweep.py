@@ -1,4 +1,4 @@
-"""ratelab.sweep: grid checks, the summary table, interrupts, plot_sweep, and the
+"""ratelab.client.sweep: grid checks, the summary table, interrupts, plot_sweep, and the
 min(rate, connections / latency) law against a real LocalServer."""
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ratelab.runner as runner_mod
-from ratelab.analysis import SUMMARY_COLUMNS
-from ratelab.config import Experiment
-from ratelab.distributions import Fixed
+import ratelab.client.runner as runner_mod
+from ratelab.analysis.metrics import SUMMARY_COLUMNS
+from ratelab.analysis.result import Result
+from ratelab.analysis.sweeps import SweepResult, axis_label, plot_sweep
+from ratelab.client.sweep import sweep
 from ratelab.errors import ConfigError
-from ratelab.result import Result
-from ratelab.server import LocalServer
-from ratelab.strategies import ConnectionLimit, RateLimit
-from ratelab.sweep import SweepResult, axis_label, plot_sweep, sweep
+from ratelab.experiment.distributions import Fixed
+from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.strategies import ConnectionLimit, RateLimit
+from ratelab.server.local import LocalServer
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@
     ratelab sweep SWEEP.toml [-o summary.csv] [--plot FIG.png]
     ratelab serve [--host 127.0.0.1] [--port 8080] [--latency uniform:0.05,0.2] [--seed N]
 
-An experiment file uses the names of :class:`~ratelab.config.Experiment`::
+An experiment file uses the names of :class:`~ratelab.experiment.experiment.Experiment`::
 
     requests = 100
     workers = 10
@@ -37,12 +37,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, RatelabError
-from .loops import LOOPS
+from ratelab.errors import ConfigError, RatelabError
+from ratelab.experiment.loop_option import LOOPS
 
 if TYPE_CHECKING:
-    from .result import Result
-    from .server import LocalServer
+    from ratelab.analysis.result import Result
+    from ratelab.server.local import LocalServer
 
 __all__ = ["main"]
 
@@ -124,7 +124,7 @@ def runs_table(results: Sequence[Result]) -> str:
     latency, mean limiter and pool wait, errors."""
     import numpy as np
 
-    from .analysis import summary
+    from ratelab.analysis.metrics import summary
 
     table = summary(list(results))
     rows = []
@@ -166,7 +166,7 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _server_from(table: object) -> LocalServer:
-    from .server import LocalServer
+    from ratelab.server.local import LocalServer
 
     if not isinstance(table, Mapping):
         raise ConfigError("server", table, f"must be a table with keys {list(_SERVER_KEYS)}")
@@ -184,7 +184,7 @@ def experiment_from_toml(
     """Build an Experiment from a TOML table; a ``[server]`` table becomes its target."""
     import dataclasses
 
-    from .config import Experiment
+    from ratelab.experiment.experiment import Experiment
 
     if not isinstance(fields, Mapping):
         raise ConfigError("experiment", fields, "must be a table of Experiment fields")
@@ -239,7 +239,7 @@ def _agg() -> None:
 
 
 def _load_all(paths: Sequence[str]) -> list[Result]:
-    from .result import load
+    from ratelab.analysis.result import load
 
     return [load(p) for p in paths]
 
@@ -250,13 +250,13 @@ def _load_all(paths: Sequence[str]) -> list[Result]:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The recipe and each single strategy on one embedded server; tables, files, figure."""
     _agg()
-    from . import plots
-    from .config import Experiment
-    from .distributions import Uniform
-    from .runner import run
-    from .server import LocalServer
-    from .strategies import Concurrency, ConnectionLimit, RateLimit, Unlimited
-    from .sweep import slug
+    from ratelab.analysis import plots
+    from ratelab.client.runner import run
+    from ratelab.client.sweep import slug
+    from ratelab.experiment.distributions import Uniform
+    from ratelab.experiment.experiment import Experiment
+    from ratelab.experiment.strategies import Concurrency, ConnectionLimit, RateLimit, Unlimited
+    from ratelab.server.local import LocalServer
 
     out = Path(args.out)
     recipe = RateLimit(20) + ConnectionLimit(10)
@@ -314,7 +314,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run
+    from ratelab.client.runner import run
 
     path = Path(args.experiment)
     data = _read_toml(path)
@@ -333,7 +333,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     _agg()
-    from .plots import dashboard
+    from ratelab.analysis.plots import dashboard
 
     (result,) = _load_all([args.run])
     out = Path(args.output) if args.output else Path(args.run).with_suffix(".png")
@@ -343,7 +343,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     _agg()
-    from .plots import compare
+    from ratelab.analysis.plots import compare
 
     results = _load_all(args.runs)
     print(f"figure: {_save_figure(compare(results), Path(args.output))}")
@@ -368,7 +368,8 @@ _SWEEP_COLUMNS = (
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import LATENCY_KEY, plot_sweep, sweep
+    from ratelab.analysis.sweeps import plot_sweep
+    from ratelab.client.sweep import LATENCY_KEY, sweep
 
     path = Path(args.sweep)
     data = _read_toml(path)
@@ -415,7 +416,7 @@ def _grid_columns(grid: Mapping[str, Any]) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from ratelab.server.local import serve
 
     try:
         serve(
@@ -436,7 +437,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ratelab import __version__
 
     p = argparse.ArgumentParser(
         prog="ratelab",

@@ -10,7 +10,7 @@ clock, so the server's view lines up with the client's records.
         ...  # send requests to server.url, e.g. f"{server.url}/get"
         server.log()
 
-The server can also say no, as real APIs do (see :mod:`ratelab.policies`); each request's
+The server can also say no, as real APIs do (see :mod:`ratelab.server.policies`); each request's
 ``decision`` in the log says which policy answered it:
 
     rl.LocalServer(rate_limit=rl.ServerRateLimit(20, 1.0, algorithm="gcra"),  # 429 "rate_limited"
@@ -47,10 +47,10 @@ import pandas as pd
 from aiohttp import web
 from multidict import MultiMapping
 
-from ._validate import integer
-from .distributions import Distribution, as_distribution
-from .errors import ConfigError
-from .policies import (
+from ratelab._validate import integer
+from ratelab.errors import ConfigError
+from ratelab.experiment.distributions import Distribution, as_distribution
+from ratelab.server.policies import (
     Faults,
     Limiter,
     ServerRateLimit,
@@ -510,10 +510,10 @@ class LocalServer:
     with ``seed``. A ``name`` makes re-running a notebook cell safe: starting a server stops a
     running one with the same name. ``LocalServer.stop_all()`` stops every running server.
 
-    Server-side policies (each None by default; see :mod:`ratelab.policies`):
+    Server-side policies (each None by default; see :mod:`ratelab.server.policies`):
 
     ``rate_limit``
-        A :class:`~ratelab.policies.ServerRateLimit`, a string such as ``"20/1s:gcra"``, a
+        A :class:`~ratelab.server.policies.ServerRateLimit`, a string such as ``"20/1s:gcra"``, a
         mapping of ServerRateLimit's arguments, or a list of them (e.g. a global limit plus
         per-route ones; a request must pass all). Over a limit: 429 at once, with
         ``Retry-After`` (whole seconds, at least 1), ``X-Retry-After-Ms`` and
@@ -525,7 +525,7 @@ class LocalServer:
         the latency delay, to the answer); one more is answered ``overload_status`` (503)
         at once, logged as ``"overloaded"``.
     ``faults``
-        :class:`~ratelab.policies.Faults` (or a mapping of its fields): seeded injected
+        :class:`~ratelab.server.policies.Faults` (or a mapping of its fields): seeded injected
         errors (``status``), connection resets (logged with status 444) and stalls (never
         answered; logged 499 when the client hangs up or the server stops), all logged as
         ``"fault"``. The fault stream is its own: a seed's latencies and payloads do not

@@ -1,4 +1,4 @@
-"""A throwaway local Redis for :class:`~ratelab.shared.SharedRateLimit` (tests, notebooks).
+"""A throwaway local Redis for tests and notebooks (``rl.SharedRateLimit``'s store).
 
     with rl.redis_server.start() as redis:          # 127.0.0.1, a free port, no persistence
         shared = SharedRateLimit(20, redis=redis.url)
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigError, RatelabError
+from ratelab.errors import ConfigError, RatelabError
 
 __all__ = ["BINARY", "RedisHandle", "available", "ping", "start"]
 

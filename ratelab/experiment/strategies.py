@@ -15,96 +15,24 @@ default cap of 100 connections would otherwise be a hidden strategy of its own.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from aiolimiter import AsyncLimiter
+from ratelab._validate import integer, positive_number
+from ratelab.errors import ConfigError
 
-from ._validate import integer, positive_number
-from .errors import ConfigError
-from .loops import timer_resolution_s
+if TYPE_CHECKING:
+    from ratelab.client.guards import Guard
 
 __all__ = [
     "Combined",
     "Concurrency",
     "ConnectionLimit",
-    "Guard",
     "RateLimit",
     "Strategy",
     "Unlimited",
     "as_strategy",
 ]
-
-
-class Guard:
-    """A client-side gate a request passes before it is sent (built inside the running loop).
-
-    ``acquire`` may wait; ``release`` is called once the attempt is over, whatever happened;
-    ``observe`` sees every attempt's outcome (status 0 when no response came); ``aclose``
-    is awaited once when the run ends.
-    """
-
-    __slots__ = ()
-
-    async def acquire(self, endpoint: str) -> None:
-        """Wait until the request to ``endpoint`` may go."""
-
-    def release(self, endpoint: str) -> None:
-        """The attempt is over."""
-
-    def observe(self, status: int, error: str | None) -> None:
-        """An attempt finished with ``status`` (0: no response) or ``error``."""
-
-    async def aclose(self) -> None:
-        """The run is over: release what the guard holds (connections to a shared store)."""
-
-
-class _AsyncLimiter(AsyncLimiter):
-    """aiolimiter's limiter, unchanged on asyncio. On a loop whose timers fire at once below
-    a resolution (uvloop: 1 ms), a wake-up closer than that is moved out to one tick, so
-    waiting for a sub-millisecond gap does not busy-loop (measured: a whole core at 5,000/s
-    without this). The bucket leaks by elapsed time, so the rate over time is unchanged."""
-
-    def _wake_next(self, *args: object) -> None:
-        super()._wake_next(*args)
-        handle = getattr(self, "_waker_handle", None)  # aiolimiter >= 1.2
-        if handle is None:
-            return
-        loop = self._loop
-        tick = timer_resolution_s(loop)
-        if not tick:
-            return
-        when = getattr(handle, "when", None)  # uvloop: a delay <= 0 gives a plain Handle
-        if when is None or when() - loop.time() < tick:
-            handle.cancel()
-            self._waker_handle = loop.call_later(tick, self._wake_next)
-
-
-class _LimiterGuard(Guard):
-    __slots__ = ("_limiter",)
-
-    def __init__(self, limiter: AsyncLimiter) -> None:
-        self._limiter = limiter
-
-    async def acquire(self, endpoint: str) -> None:
-        await self._limiter.acquire()
-
-
-class _SemaphoreGuard(Guard):
-    __slots__ = ("_endpoint", "_semaphore")
-
-    def __init__(self, n: int, endpoint: str | None) -> None:
-        self._semaphore = asyncio.Semaphore(n)
-        self._endpoint = endpoint
-
-    async def acquire(self, endpoint: str) -> None:
-        if self._endpoint is None or endpoint == self._endpoint:
-            await self._semaphore.acquire()
-
-    def release(self, endpoint: str) -> None:
-        if self._endpoint is None or endpoint == self._endpoint:
-            self._semaphore.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +67,13 @@ class Strategy:
 
     def build(self) -> Built:
         """Build the guards and connector limits for one run. Call inside the running loop."""
-        guards = tuple(g for g in (part._guard() for part in self.parts) if g is not None)
+        guards = tuple(g for g in (part.guard() for part in self.parts) if g is not None)
         retries = [p for p in self.parts if isinstance(p, Retry)]
         return Built(guards, *self.build_limits(), retry=retries[-1] if retries else None)
 
-    def _guard(self) -> Guard | None:
+    def guard(self) -> Guard | None:
+        """The gate this strategy puts before each request, built for one run inside the
+        running loop (None: it adds no gate). Override it in a custom strategy."""
         return None
 
     @property
@@ -214,8 +144,10 @@ class RateLimit(Strategy):
         object.__setattr__(self, "max_rate", positive_number("RateLimit(max_rate)", self.max_rate))
         object.__setattr__(self, "per_s", positive_number("RateLimit(per_s)", self.per_s))
 
-    def _guard(self) -> Guard:
-        return _LimiterGuard(_AsyncLimiter(self.max_rate, self.per_s))
+    def guard(self) -> Guard:
+        from ratelab.client.guards import LimiterGuard
+
+        return LimiterGuard(self.max_rate, self.per_s)
 
     @property
     def steady_rate_per_s(self) -> float:
@@ -260,8 +192,10 @@ class Concurrency(Strategy):
                 "Concurrency(endpoint)", self.endpoint, "must be None or a path like '/get'"
             )
 
-    def _guard(self) -> Guard:
-        return _SemaphoreGuard(self.n, self.endpoint)
+    def guard(self) -> Guard:
+        from ratelab.client.guards import SemaphoreGuard
+
+        return SemaphoreGuard(self.n, self.endpoint)
 
     def __repr__(self) -> str:
         ep = f", endpoint={self.endpoint!r}" if self.endpoint is not None else ""
@@ -285,8 +219,8 @@ class TokenBucket(Strategy):
             raise ConfigError("TokenBucket(burst)", self.burst, "must be >= 1 (one request)")
         object.__setattr__(self, "burst", burst)
 
-    def _guard(self) -> Guard:
-        from .limiters import TokenBucketGuard
+    def guard(self) -> Guard:
+        from ratelab.client.guards import TokenBucketGuard
 
         return TokenBucketGuard(self.rate_per_s, self.burst)
 
@@ -312,8 +246,8 @@ class SlidingWindow(Strategy):
             self, "window_s", positive_number("SlidingWindow(window_s)", self.window_s)
         )
 
-    def _guard(self) -> Guard:
-        from .limiters import SlidingWindowGuard
+    def guard(self) -> Guard:
+        from ratelab.client.guards import SlidingWindowGuard
 
         return SlidingWindowGuard(self.limit, self.window_s)
 
@@ -352,8 +286,8 @@ class Adaptive(Strategy):
         if d >= 1:
             raise ConfigError("Adaptive(decrease)", self.decrease, "must be in (0, 1)")
 
-    def _guard(self) -> Guard:
-        from .limiters import AdaptiveGuard
+    def guard(self) -> Guard:
+        from ratelab.client.guards import AdaptiveGuard
 
         return AdaptiveGuard(
             self.start_rate, minimum=self.min_rate, maximum=self.max_rate,

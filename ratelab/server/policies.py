@@ -1,4 +1,4 @@
-"""Server-side policies for :class:`~ratelab.server.LocalServer`: when the server says no.
+"""Server-side policies for :class:`~ratelab.server.local.LocalServer`: when the server says no.
 
     rl.ServerRateLimit(20, 1.0)                              # 20 requests per 1 s window
     rl.ServerRateLimit(20, 1.0, algorithm="sliding_window")  # ... per any 1 s span
@@ -51,8 +51,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ._validate import integer, positive_number
-from .errors import ConfigError
+from ratelab._validate import integer, positive_number
+from ratelab.errors import ConfigError
 
 __all__ = [
     "ALGORITHMS",
@@ -267,7 +267,7 @@ class ServerRateLimit:
     """At most ``limit`` requests per ``window_s`` seconds, answered with 429 beyond it.
 
     ``algorithm``: ``"fixed_window"`` (default), ``"sliding_window"``, ``"token_bucket"`` or
-    ``"gcra"`` (see :mod:`ratelab.policies`). ``routes``: None limits all requests together;
+    ``"gcra"`` (see :mod:`ratelab.server.policies`). ``routes``: None limits all requests together;
     a path (``"/get"``, or a prefix ending in ``*`` such as ``"/status/*"``) or a list of
     paths limits those requests together and leaves the others alone.
     """

@@ -3,7 +3,7 @@
 One :class:`Engine` per run. Everything asyncio (queue, guards, connector, session) is built
 inside the running loop by :meth:`Engine.run`, so an Experiment can be run any number of
 times, from any loop. Each attempt writes its timestamps straight into the
-:class:`~ratelab.records.RecordStore` columns by row index (no object per request). A failure
+:class:`~ratelab.records.store.RecordStore` columns by row index (no object per request). A failure
 is data: the exception's class name goes into ``error`` and the run goes on. Cancelling the
 task that runs :meth:`Engine.run` stops the workers and still returns what was recorded,
 with the requests that never finished marked ``CancelledError``.
@@ -30,9 +30,10 @@ import aiohttp
 import numpy as np
 from aiohttp import hdrs
 
-from .config import Experiment
-from .loops import loop_name, stamp_clock, timer_delay_s
-from .records import ERROR_CANCELLED, RecordStore
+from ratelab.client.loops import loop_name, stamp_clock, timer_delay_s
+from ratelab.experiment.experiment import Experiment
+from ratelab.records.schema import ERROR_CANCELLED
+from ratelab.records.store import RecordStore
 
 __all__ = ["ID_HEADER", "USER_AGENT", "Engine", "error_name", "parse_retry_after"]
 

@@ -1,8 +1,8 @@
 """Vectorised analysis of run records: throughput, concurrency, sliding windows, summaries.
 
-Every function takes the records frame documented in :mod:`ratelab.records` (one row per
+Every function takes the records frame documented in :mod:`ratelab.records.store` (one row per
 request attempt, times in seconds on the run clock, NaN when a moment did not happen) or a
-:class:`~ratelab.result.Result` (its ``.df`` is used). Nothing here loops over rows in
+:class:`~ratelab.analysis.result.Result` (its ``.df`` is used). Nothing here loops over rows in
 Python: each computation is a handful of numpy kernels (``bincount``, stable ``argsort`` +
 ``cumsum``, ``searchsorted``), so a million-row frame takes well under a second per call.
 
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from .result import Result
+    from ratelab.analysis.result import Result
 
 __all__ = [
     "PHASES",

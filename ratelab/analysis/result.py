@@ -30,13 +30,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .config import Experiment
-from .errors import ConfigError, ResultFileError
+from ratelab.errors import ConfigError, ResultFileError
+from ratelab.experiment.experiment import Experiment
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .analysis import WindowStats
+    from ratelab.analysis.metrics import WindowStats
 
 __all__ = ["MARKER_KEY", "SCHEMA_VERSION", "SERVER_LOG_KEY", "Result", "load"]
 
@@ -46,7 +46,7 @@ SCHEMA_VERSION = 1
 MARKER_KEY = b"ratelab"
 #: Schema-metadata key of the embedded server log (base64 of a zstd Arrow IPC stream).
 SERVER_LOG_KEY = b"ratelab.server_log"
-_FORMAT = "ratelab.result"
+_FORMAT = "ratelab.analysis.result"
 # Thrift limits when reading the footer: an embedded server log of a million-row run is
 # tens of MB, above pyarrow's default string limit of 100 MB only for enormous runs.
 _THRIFT_STRING_LIMIT = 2**31 - 1
@@ -169,7 +169,7 @@ def _decode_server_log(data: bytes) -> pd.DataFrame:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Result:
-    """One run: ``df`` (one row per request attempt, see :mod:`ratelab.records`),
+    """One run: ``df`` (one row per request attempt, see :mod:`ratelab.records.store`),
     ``experiment``, ``meta`` (versions, platform, start time, seed, wall time, interrupted)
     and ``server_log`` (the LocalServer's own view, on the same clock; None otherwise)."""
 
@@ -233,47 +233,47 @@ class Result:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Result:
-        """Read a file written by :meth:`save` (same as :func:`ratelab.result.load`)."""
+        """Read a file written by :meth:`save` (same as :func:`ratelab.analysis.result.load`)."""
         return load(path)
 
     # -- analysis ------------------------------------------------------------------------
     def summary(self, *, window_s: float = 1.0) -> pd.DataFrame:
-        """One row of headline numbers (see :func:`ratelab.analysis.summary`)."""
-        from .analysis import summary
+        """One row of headline numbers (see :func:`ratelab.analysis.metrics.summary`)."""
+        from ratelab.analysis.metrics import summary
 
         return summary(self, window_s=window_s)
 
     def throughput(self, *, window_s: float = 1.0) -> pd.DataFrame:
-        """Sent and completed per second in bins (see :func:`ratelab.analysis.throughput`)."""
-        from .analysis import throughput
+        """Sent and completed per second in bins (:func:`ratelab.analysis.metrics.throughput`)."""
+        from ratelab.analysis.metrics import throughput
 
         return throughput(self, window_s=window_s)
 
     def concurrency(self) -> pd.DataFrame:
-        """Waiting and in-flight counts over time (see :func:`ratelab.analysis.concurrency`)."""
-        from .analysis import concurrency
+        """Waiting and in-flight counts over time (``ratelab.analysis.metrics.concurrency``)."""
+        from ratelab.analysis.metrics import concurrency
 
         return concurrency(self)
 
     def latency(self) -> np.ndarray:
-        """Latencies in seconds (see :func:`ratelab.analysis.latency`)."""
-        from .analysis import latency
+        """Latencies in seconds (see :func:`ratelab.analysis.metrics.latency`)."""
+        from ratelab.analysis.metrics import latency
 
         return latency(self)
 
     def phase_means(self) -> pd.DataFrame:
-        """Mean time per phase (see :func:`ratelab.analysis.phase_means`)."""
-        from .analysis import phase_means
+        """Mean time per phase (see :func:`ratelab.analysis.metrics.phase_means`)."""
+        from ratelab.analysis.metrics import phase_means
 
         return phase_means(self)
 
     def windows(self, *, window_s: float = 1.0, limit: float | None = None) -> WindowStats:
-        """The busiest sliding window of sent requests (see :func:`ratelab.analysis.windows`).
+        """The busiest sliding window of sent requests (:func:`~ratelab.analysis.metrics.windows`).
 
         Without ``limit``, a strategy with a rate limit is checked against
         ``rate_limit_per_s * window_s``.
         """
-        from .analysis import windows
+        from ratelab.analysis.metrics import windows
 
         if limit is None:
             rate = self.experiment.strategy.rate_limit_per_s
@@ -282,8 +282,8 @@ class Result:
         return windows(self, window_s=window_s, limit=limit)
 
     def dashboard(self, **kwargs: Any) -> Figure:
-        """The one-run figure (see :func:`ratelab.plots.dashboard`)."""
-        from .plots import dashboard
+        """The one-run figure (see :func:`ratelab.analysis.plots.dashboard`)."""
+        from ratelab.analysis.plots import dashboard
 
         return dashboard(self, **kwargs)
 

@@ -1,6 +1,6 @@
 """Plots of run records: timeline, throughput, concurrency, latency, where the time went.
 
-Every ``plot_*`` function accepts a :class:`~ratelab.result.Result` or a records DataFrame
+Every ``plot_*`` function accepts a :class:`~ratelab.analysis.result.Result` or a records DataFrame
 (and, where it compares, a list of them), draws on ``ax`` (a new figure when None) and
 returns the Axes. :func:`dashboard` puts the panels of one run in one figure, and
 :func:`compare` puts several runs side by side on shared axes.
@@ -23,11 +23,11 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from . import analysis
-from .analysis import _runs
+from ratelab.analysis import metrics as analysis
+from ratelab.analysis.metrics import _runs
 
 if TYPE_CHECKING:
-    from .result import Result
+    from ratelab.analysis.result import Result
 
 __all__ = [
     "CAP_STYLES",
@@ -385,7 +385,7 @@ def plot_waits(
 ) -> Axes:
     """Where the time went: mean time per attempt in each phase, one stacked bar per run.
 
-    Phases (see :func:`ratelab.analysis.phase_means`): queued for a worker, think time,
+    Phases (see :func:`ratelab.analysis.metrics.phase_means`): queued for a worker, think time,
     waiting for the limiter, waiting for a connection, in flight (server latency). The
     run's label and total are written above its bar. ``queue=False`` leaves out the time
     queued for a worker: in a closed loop it is the backlog of a queue filled up front and

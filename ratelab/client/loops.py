@@ -22,7 +22,8 @@ import math
 import time
 from collections.abc import Callable
 
-from .errors import ConfigError
+from ratelab.errors import ConfigError
+from ratelab.experiment.loop_option import LOOPS, check_loop
 
 __all__ = [
     "LOOPS",
@@ -35,18 +36,7 @@ __all__ = [
     "timer_resolution_s",
 ]
 
-#: The loops a run can use.
-LOOPS = ("asyncio", "uvloop")
-
 _UVLOOP_TICK_S = 1e-3
-
-
-def check_loop(value: object) -> str:
-    """Validate a ``loop`` option (the name only: whether uvloop is installed is checked
-    when a run starts, so a saved uvloop Result loads anywhere)."""
-    if value not in LOOPS:
-        raise ConfigError("loop", value, f"must be one of {', '.join(map(repr, LOOPS))}")
-    return str(value)
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:

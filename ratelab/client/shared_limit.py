@@ -43,7 +43,7 @@ line talks to Redis (no herd of waiters polling it), at one round trip per acqui
 (~0.1-0.3 ms locally) — at most a few thousand acquires per second per process.
 
 Requirements: ``pip install 'ratelab[redis]'`` (``limits[async-redis]``) and a running Redis
-(:func:`ratelab.redis_server.start` runs a throwaway one). Redis missing or gone: the
+(:func:`ratelab.testing.redis.start` runs a throwaway one). Redis missing or gone: the
 request's acquire raises :class:`RedisUnavailableError` within ``timeout_s`` (plus the
 client's two quick reconnect tries), so the attempt is an error row, never a hang;
 :meth:`SharedRateLimit.preflight` checks the same before a run and raises it with the way
@@ -61,9 +61,10 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._validate import positive_number
-from .errors import ConfigError, RatelabError
-from .strategies import Guard, Strategy
+from ratelab._validate import positive_number
+from ratelab.client.guards import Guard
+from ratelab.errors import ConfigError, RatelabError
+from ratelab.experiment.strategies import Strategy
 
 __all__ = [
     "DEFAULT_REDIS",
@@ -108,7 +109,7 @@ def _unavailable(url: str, cause: BaseException | str) -> RedisUnavailableError:
     return RedisUnavailableError(
         f"Redis at {url} is not answering ({what}). SharedRateLimit keeps its count in "
         "Redis: start one with `redis-server --port 6379 --save '' --appendonly no`, or from "
-        "Python `redis = ratelab.redis_server.start()` and pass `redis=redis.url`"
+        "Python `redis = ratelab.testing.redis.start()` and pass `redis=redis.url`"
     )
 
 
@@ -170,7 +171,7 @@ class SharedRateLimit(Strategy):
     def steady_rate_per_s(self) -> float:
         return self.max_rate / self.per_s
 
-    def _guard(self) -> Guard:
+    def guard(self) -> Guard:
         return SharedGuard(self)
 
     def preflight(self) -> None:
@@ -178,7 +179,7 @@ class SharedRateLimit(Strategy):
         ImportError (naming the extra) or :class:`RedisUnavailableError` (saying how to
         start Redis) otherwise."""
         _import_limits()
-        from .redis_server import ping
+        from ratelab.testing.redis import ping
 
         if not ping(self.redis, timeout_s=self.timeout_s):
             raise _unavailable(self.redis, f"no reply within {self.timeout_s:g} s")

@@ -14,33 +14,14 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from .config import Experiment
-from .engine import Engine
-from .errors import ConfigError
-from .loops import loop_factory, loop_name
-from .result import Result
+from ratelab.analysis.result import Result
+from ratelab.client.engine import Engine
+from ratelab.client.loops import loop_factory, loop_name
+from ratelab.client.progress import Progress
+from ratelab.errors import ConfigError
+from ratelab.experiment.experiment import Experiment
 
 __all__ = ["arun", "run"]
-
-
-class _Progress:
-    """A tqdm bar (done/total, live rate) fed with a running count; a no-op when disabled."""
-
-    def __init__(self, experiment: Experiment, enabled: bool, *, desc: str | None = None) -> None:
-        kwargs: dict[str, Any] = {} if enabled else {"disable": True}
-        desc = experiment.label if desc is None else desc
-        self.bar = tqdm(total=experiment.requests, desc=desc, unit="req", **kwargs)
-        self.n = 0
-
-    def update_to(self, n: int) -> None:
-        if n > self.n:
-            self.bar.update(n - self.n)
-            self.n = n
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 class _Box:
@@ -63,7 +44,7 @@ def _check(experiment: object) -> Experiment:
     return experiment
 
 
-async def _execute(exp: Experiment, progress: _Progress | None, engine_box: list[Engine]) -> Result:
+async def _execute(exp: Experiment, progress: Progress | None, engine_box: list[Engine]) -> Result:
     server = exp.target if not isinstance(exp.target, str) else None
     started_here = server is not None and not server.running
     if started_here:
@@ -75,7 +56,7 @@ async def _execute(exp: Experiment, progress: _Progress | None, engine_box: list
         store, meta = await engine.run()
         server_log = None
         if server is None:
-            from .server import LocalServer
+            from ratelab.server.local import LocalServer
 
             server = LocalServer.find(base)
         if server is not None:
@@ -103,7 +84,7 @@ async def arun(experiment: Experiment, *, progress: bool = True) -> Result:
         raise ConfigError(
             "loop", exp.loop, f"arun runs in the caller's loop ({running}): use rl.run(exp)"
         )
-    bar = _Progress(exp, progress)
+    bar = Progress(exp, progress)
     try:
         return await _execute(exp, bar, [])
     finally:
@@ -125,19 +106,19 @@ def run(
 
     ``processes=N`` (or ``Experiment(processes=N)``) splits the requests and workers across
     N OS processes, each with its own loop, and merges their frames (a ``process`` column,
-    one clock): see :func:`ratelab.multiprocess.run_processes`.
+    one clock): see :func:`ratelab.client.processes.run_processes`.
 
     ``loop="uvloop"`` (or ``Experiment(loop="uvloop")``; needs ``pip install
     'ratelab[uvloop]'``) runs on uvloop instead of asyncio's loop: less client CPU per
     request; records keep full resolution and rate limits do not busy-wait on its
-    millisecond timers (see :mod:`ratelab.loops`). ``result.meta["loop"]`` says which ran.
+    millisecond timers (see :mod:`ratelab.client.loops`). ``result.meta["loop"]`` says which ran.
     """
     exp = _check(experiment)
     if loop is not None and loop != exp.loop:
         exp = exp.replace(loop=loop)
     n = exp.processes if processes is None else processes
     if n != 1:
-        from .multiprocess import run_processes
+        from ratelab.client.processes import run_processes
 
         return run_processes(exp.replace(processes=n), processes=n, progress=progress)
     factory = loop_factory(exp.loop)
@@ -145,7 +126,7 @@ def run(
         asyncio.get_running_loop()
     except RuntimeError:
         with asyncio.Runner(loop_factory=factory) as runner:
-            bar = _Progress(exp, progress)
+            bar = Progress(exp, progress)
             try:
                 return runner.run(_boxed(_execute(exp, bar, []))).value
             finally:
@@ -158,7 +139,7 @@ def _run_in_thread(
 ) -> Result:
     """Run on a worker thread with its own loop; the calling thread feeds the progress bar
     and turns a KeyboardInterrupt into a cancellation of the run."""
-    bar = _Progress(exp, progress)
+    bar = Progress(exp, progress)
     box: dict[str, Any] = {}
     engines: list[Engine] = []
     started = threading.Event()

@@ -24,71 +24,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import numpy as np
-
-from ._validate import integer, positive_number
-from .distributions import Distribution, as_distribution
-from .errors import ConfigError
-from .loops import check_loop
-from .strategies import Strategy, as_strategy
+from ratelab._validate import integer, positive_number
+from ratelab.errors import ConfigError
+from ratelab.experiment.arrivals import ARRIVALS, Arrivals
+from ratelab.experiment.distributions import Distribution, as_distribution
+from ratelab.experiment.loop_option import check_loop
+from ratelab.experiment.strategies import Strategy, as_strategy
 
 if TYPE_CHECKING:
-    from .server import LocalServer
+    from ratelab.server.local import LocalServer
 
-__all__ = ["Arrivals", "Constant", "Experiment", "Poisson"]
-
-
-class Arrivals:
-    """An open-loop arrival process: when each request is meant to go."""
-
-    rate_per_s: float
-
-    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Intended arrival times (seconds from the run's start) of ``n`` requests."""
-        raise NotImplementedError
-
-    def to_dict(self) -> dict[str, object]:
-        return {"type": type(self).__name__, "rate_per_s": self.rate_per_s}
-
-
-@dataclass(frozen=True, repr=False)
-class Constant(Arrivals):
-    """One request every ``1 / rate_per_s`` seconds, the first at t=0."""
-
-    rate_per_s: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "rate_per_s", positive_number("Constant(rate_per_s)", self.rate_per_s)
-        )
-
-    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return np.arange(n) / self.rate_per_s
-
-    def __repr__(self) -> str:
-        return f"Constant({self.rate_per_s:g})"
-
-
-@dataclass(frozen=True, repr=False)
-class Poisson(Arrivals):
-    """A Poisson process: exponential gaps with mean ``1 / rate_per_s``, the first at t=0."""
-
-    rate_per_s: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "rate_per_s", positive_number("Poisson(rate_per_s)", self.rate_per_s)
-        )
-
-    def times(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        if n == 0:
-            return np.zeros(0)
-        gaps = rng.exponential(1 / self.rate_per_s, n)
-        gaps[0] = 0.0
-        return np.cumsum(gaps)
-
-    def __repr__(self) -> str:
-        return f"Poisson({self.rate_per_s:g})"
+__all__ = ["Experiment", "is_loopback"]
 
 
 #: Against a host that is not loopback, ratelab refuses more than this unless ``polite=False``.
@@ -107,7 +53,6 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-_ARRIVALS: dict[str, type[Arrivals]] = {"Constant": Constant, "Poisson": Poisson}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -185,7 +130,7 @@ class Experiment:
         if self.arrivals is not None and not isinstance(self.arrivals, Arrivals):
             if isinstance(self.arrivals, Mapping):
                 kind = self.arrivals.get("type")
-                cls = _ARRIVALS.get(str(kind))
+                cls = ARRIVALS.get(str(kind))
                 if cls is None:
                     raise ConfigError("arrivals.type", kind, "must be 'Constant' or 'Poisson'")
                 s(self, "arrivals", cls(self.arrivals.get("rate_per_s")))  # type: ignore[call-arg]

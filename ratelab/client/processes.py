@@ -6,9 +6,9 @@
         result.df.groupby("process").size()        # one frame; `process` says who sent what
 
 Why: a limiter inside one process knows nothing of the others. Four processes, each with
-``RateLimit(20)``, send 80 requests/s; :class:`~ratelab.shared.SharedRateLimit` keeps one
-count in Redis so the four together send 20/s. This module runs such fleets and merges
-what they recorded into one :class:`~ratelab.result.Result`.
+``RateLimit(20)``, send 80 requests/s; ``rl.SharedRateLimit`` keeps one count in Redis so
+the four together send 20/s. This module runs such fleets and merges what they recorded
+into one :class:`~ratelab.analysis.result.Result`.
 
 How the work is split (process ``k`` of ``N``):
 
@@ -20,13 +20,13 @@ How the work is split (process ``k`` of ``N``):
 * An open-loop ``arrivals`` rate is scaled by the process's share of the requests, so all
   processes finish arriving together (independent Poisson streams add up to the original
   Poisson rate; ``Constant`` streams are in phase: the k-th arrivals coincide).
-* A :class:`~ratelab.server.LocalServer` target is started in this (the parent) process if
+* A :class:`~ratelab.server.local.LocalServer` target is started in this (the parent) process if
   it is not running, and the children get its URL; its log becomes ``server_log``.
 
 Each child is a fresh interpreter (``multiprocessing`` "spawn" context: safe with threads,
 in Jupyter and on every OS). It rebuilds the experiment from ``Experiment.to_dict()`` (a
 custom Strategy subclass must live in an importable module; one defined in a notebook
-cannot reach the children), builds its :class:`~ratelab.engine.Engine`, reports ready and
+cannot reach the children), builds its :class:`~ratelab.client.engine.Engine`, reports ready and
 waits for the parent's go, so all clients start together. It runs the engine under an
 ``asyncio.Runner`` and writes its Result to a Parquet file in a temporary directory
 (``Result.save``: frames can be large, and a file avoids pushing them through a pipe);
@@ -37,7 +37,7 @@ The merged frame:
 
 * ``request_id`` is global: process ``k``'s ids are offset by the requests before its slice
   (0..requests-1 overall, unique); a new ``process`` column (int16), the LAST column, says
-  which process sent the attempt (``ratelab.records.COLUMNS`` stay first, in order).
+  which process sent the attempt (``ratelab.records.store.COLUMNS`` stay first, in order).
 * All times are on ONE clock. Every child's loop clock is ``time.monotonic()``, which on
   one machine is the same clock in every process; the engine stamps its loop's start as
   ``meta["t0_monotonic"]``. Process ``k``'s times are shifted by ``t0_k - min(t0)``, so the
@@ -88,13 +88,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._validate import integer
-from .config import Constant, Experiment, Poisson
-from .errors import ConfigError, RatelabError
-from .loops import loop_factory
-from .records import TIME_COLUMNS
-from .result import Result, load
-from .runner import _Progress
+from ratelab._validate import integer
+from ratelab.analysis.result import Result, load
+from ratelab.client.loops import loop_factory
+from ratelab.client.progress import Progress
+from ratelab.errors import ConfigError, RatelabError
+from ratelab.experiment.arrivals import Constant, Poisson
+from ratelab.experiment.experiment import Experiment
+from ratelab.records.schema import TIME_COLUMNS
 
 __all__ = ["PROCESS_COLUMN", "run_processes", "split_evenly"]
 
@@ -192,7 +193,7 @@ def _child_main(
     try:
         for name in modules:  # where the strategies' classes live (they register on import)
             importlib.import_module(name)
-        from .engine import Engine
+        from ratelab.client.engine import Engine
 
         exp = Experiment.from_dict(data)
 
@@ -402,7 +403,7 @@ def _run_fleet(
     fleet = _Fleet(
         procs=[], messages=ctx.Queue(), go=ctx.Event(), counts=ctx.Array("q", n, lock=False)
     )
-    bar = _Progress(exp, progress, desc=f"{exp.label} ×{n}")
+    bar = Progress(exp, progress, desc=f"{exp.label} ×{n}")
 
     def tick() -> None:
         bar.update_to(sum(fleet.counts[:]))

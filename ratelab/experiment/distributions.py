@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import positive_number
-from .errors import ConfigError
+from ratelab._validate import positive_number
+from ratelab.errors import ConfigError
 
 __all__ = [
     "Distribution",
