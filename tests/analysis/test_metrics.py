@@ -27,7 +27,7 @@ from ratelab.experiment.experiment import Experiment
 from ratelab.experiment.strategies import ConnectionLimit, RateLimit
 from ratelab.records.schema import TIME_COLUMNS, empty_frame
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAN = math.nan
 
 

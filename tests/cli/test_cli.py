@@ -17,7 +17,7 @@ import pytest
 from ratelab.analysis.result import load
 from ratelab.cli.main import format_table, main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 TINY = """\
