@@ -28,7 +28,7 @@ import pandas as pd
 from _common import default_out, headline, machine_info, parser, write_report
 
 import ratelab as rl
-from ratelab.client.engine import ID_HEADER
+from ratelab.client.transports.aiohttp_transport import ID_HEADER
 
 SERVICE_S = 0.01
 WORKERS = 20

@@ -19,10 +19,13 @@ def positive_number(name: str, value: object, *, allow_zero: bool = False) -> fl
     return f
 
 
-def integer(name: str, value: object, *, minimum: int) -> int:
-    """Return ``value`` if it is an int >= ``minimum``."""
+def integer(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int >= ``minimum`` (and <= ``maximum``)."""
+    valid = f"must be an integer >= {minimum}"
+    if maximum is not None:
+        valid = f"must be an integer in {minimum}..{maximum}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(name, value, f"must be an integer >= {minimum}")
-    if int(value) < minimum:
-        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+        raise ConfigError(name, value, valid)
+    if int(value) < minimum or (maximum is not None and int(value) > maximum):
+        raise ConfigError(name, value, valid)
     return int(value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "RatelabError", "ResultFileError"]
+__all__ = ["ConfigError", "RatelabError", "ResultFileError", "RunError"]
 
 
 class RatelabError(Exception):
@@ -28,3 +28,22 @@ class ConfigError(RatelabError, ValueError):
 
 class ResultFileError(RatelabError, ValueError):
     """A file could not be read as a ratelab result."""
+
+
+class RunError(RatelabError):
+    """A run ended early because a part of it raised where a failure cannot be a row: a
+    guard's ``release``/``observe``/``aclose``, a strategy's ``guard()``, the transport's
+    ``open``/``aclose``, the progress callback, or the engine's own bookkeeping.
+
+    ``where`` names that part (e.g. ``"guard RateLimit(20).observe"``); the original
+    exception is ``__cause__``; ``result`` is the :class:`~ratelab.Result` with every row
+    recorded until then (unfinished requests marked ``CancelledError``), or None when the
+    run failed before it began.
+    """
+
+    def __init__(self, where: str, exc: BaseException) -> None:
+        self.where = where
+        self.result: object = None
+        self.records: object = None  # (store, meta) from the engine, until the runner
+        # turns them into ``result``
+        super().__init__(f"the run stopped: {where} raised {type(exc).__name__}: {exc}")

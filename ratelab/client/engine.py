@@ -1,86 +1,50 @@
-"""The worker-queue run: producer -> asyncio.Queue -> workers -> aiohttp session -> target.
+"""The worker-queue run: producer -> asyncio.Queue -> workers -> guards -> transport.
 
-One :class:`Engine` per run. Everything asyncio (queue, guards, connector, session) is built
-inside the running loop by :meth:`Engine.run`, so an Experiment can be run any number of
-times, from any loop. Each attempt writes its timestamps straight into the
-:class:`~ratelab.records.store.RecordStore` columns by row index (no object per request). A failure
-is data: the exception's class name goes into ``error`` and the run goes on. Cancelling the
-task that runs :meth:`Engine.run` stops the workers and still returns what was recorded,
-with the requests that never finished marked ``CancelledError``.
+One :class:`Engine` per run. It takes a *transport* (how an attempt is sent: aiohttp over
+sockets by default, see :mod:`ratelab.client.transports`) and a *clock* (what stamps are
+read from: by default the loop's clock at full resolution, so a virtual-clock loop from
+:mod:`ratelab.testing` drives the whole run). Everything asyncio (queue, guards, the
+transport's session) is built inside the running loop by :meth:`Engine.run`, so an
+Experiment can run any number of times, from any loop.
+
+Each attempt writes its times straight into the :class:`~ratelab.records.store.RecordStore`
+columns by row index (no object per request). Failures:
+
+- what fails *an attempt* (the transport raises, a guard's ``acquire`` raises) is that
+  attempt's row: the exception's name goes into ``error`` and the run goes on;
+- what fails *the run* (a guard's ``release``/``observe``/``aclose``, a strategy's
+  ``guard()``, the transport's ``open``/``aclose``, the progress callback, the engine's own
+  bookkeeping) ends it at once with :class:`~ratelab.errors.RunError` naming the part, the
+  rows recorded so far attached. Nothing waits forever on a worker that died.
+
+Cancelling the task that runs :meth:`Engine.run` stops the workers and still returns what
+was recorded, with the requests that never finished marked ``CancelledError``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import platform
 import random
 import secrets
 import sys
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from importlib.metadata import version
-from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import numpy as np
-from aiohttp import hdrs
 
 from ratelab.client.loops import loop_name, stamp_clock, timer_delay_s
+from ratelab.client.transports.base import Stamps, Transport
+from ratelab.errors import RunError
 from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.strategies import Retry
 from ratelab.records.schema import ERROR_CANCELLED
 from ratelab.records.store import RecordStore
+from ratelab.versions import versions
 
-__all__ = ["ID_HEADER", "USER_AGENT", "Engine", "error_name", "parse_retry_after"]
-
-#: The header that carries ``"{run}-{request_id}-{attempt}"`` so the server log joins the rows.
-ID_HEADER = "X-Ratelab-Id"
-
-
-def error_name(exc: BaseException) -> str:
-    """The ``error`` value of a failed attempt: the exception's class name, except that a
-    connection failure names its OS-level cause (``ConnectionRefusedError``, ...)."""
-    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
-        exc, aiohttp.ClientConnectorDNSError
-    ):
-        cause = exc.os_error
-        if type(cause) is not OSError:
-            return type(cause).__name__
-    return type(exc).__name__
-
-
-#: The row of the attempt the current task is sending (read by the pool-stamping connector).
-_current_row: ContextVar[int] = ContextVar("ratelab_row", default=-1)
-#: The ``X-Ratelab-Id`` value of the attempt the current task is sending (read by _Request).
-_current_id: ContextVar[str | None] = ContextVar("ratelab_id", default=None)
-
-#: aiohttp >= 3.11 waits for a pooled connection in this (private) method; overriding it
-#: stamps pool waits without TraceConfig, which fires every trace signal on every request.
-_POOL_HOOK = hasattr(aiohttp.TCPConnector, "_wait_for_available_connection")
-
-
-class _PoolStampingConnector(aiohttp.TCPConnector):
-    """A TCPConnector that records, for the attempt being sent, when it began waiting for a
-    pooled connection and when it got one (= when the request went out)."""
-
-    def __init__(self, engine: Engine, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._engine = engine
-
-    async def _wait_for_available_connection(self, key: Any, traces: Any) -> None:
-        e, row = self._engine, _current_row.get()
-        store = e.store
-        if row >= 0 and np.isnan(store.pool_queued_s[row]):
-            store.pool_queued_s[row] = e.now() - e.t0
-        await super()._wait_for_available_connection(key, traces)  # type: ignore[misc]
-        if row >= 0:
-            t = e.now() - e.t0
-            store.pool_acquired_s[row] = t
-            store.sent_s[row] = t
+__all__ = ["Engine", "parse_retry_after"]
 
 
 def parse_retry_after(value: str) -> float | None:
@@ -97,49 +61,38 @@ def parse_retry_after(value: str) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-@functools.cache
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("ratelab", "aiohttp", "aiolimiter", "numpy", "pandas"):
-        try:
-            out[pkg] = version(pkg)
-        except Exception:  # pragma: no cover - an uninstalled checkout
-            out[pkg] = "unknown"
-    return out
+class _Failed(Exception):
+    """Internal: a worker, the producer or the ticker hit a failure that ends the run."""
 
-
-#: Every request names ratelab (politeness towards hosts that are not this machine).
-USER_AGENT = f"ratelab/{_versions()['ratelab']} (+aiohttp)"
-
-
-class _Request(aiohttp.ClientRequest):
-    """aiohttp's request with ratelab's User-Agent and the attempt's id header written in
-    directly. Passing them as ``headers=`` costs ~3 us per request (copying the session's
-    default headers, then merging a dict, measured); this writes two entries."""
-
-    def update_auto_headers(self, skip_auto_headers: Any) -> None:
-        headers = self.headers
-        if hdrs.USER_AGENT not in headers:
-            headers[hdrs.USER_AGENT] = USER_AGENT
-        rid = _current_id.get()
-        if rid is not None:
-            headers[ID_HEADER] = rid
-        super().update_auto_headers(skip_auto_headers)
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
 
 
 class Engine:
-    """Runs one Experiment once. ``completed`` counts finished attempts (for progress bars)."""
+    """Runs one Experiment once. ``completed`` counts finished attempts (for progress bars).
+
+    ``transport`` sends the attempts (default: a fresh
+    :class:`~ratelab.client.transports.aiohttp_transport.AiohttpTransport`); ``clock`` is
+    read for every stamp (default: the running loop's clock, see
+    :func:`ratelab.client.loops.stamp_clock`). A clock must advance with the loop's timers:
+    the engine waits with ``asyncio.sleep``.
+    """
 
     def __init__(
         self,
         experiment: Experiment,
         *,
         base_url: str,
+        transport: Transport | None = None,
+        clock: Callable[[], float] | None = None,
         on_tick: Callable[[int], None] | None = None,
         tick_s: float = 0.1,
     ) -> None:
         self.experiment = experiment
         self.base_url = base_url.rstrip("/")
+        self.transport = transport
+        self.clock = clock
         self.on_tick = on_tick
         self.tick_s = tick_s
         self.completed = 0
@@ -160,39 +113,42 @@ class Engine:
 
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> tuple[RecordStore, dict[str, Any]]:
-        """Run to the end (or until cancelled); return the store and the run's metadata."""
+        """Run to the end (or until cancelled); return the store and the run's metadata.
+
+        Raises :class:`~ratelab.errors.RunError` (with ``records`` = (store, meta) of the
+        rows so far) when a part of the run fails in a way that cannot be a row.
+        """
         loop = asyncio.get_running_loop()
         self.loop = loop
-        self.now = stamp_clock(loop)  # full resolution even where loop.time() is coarse
+        self.now = now = self.clock if self.clock is not None else stamp_clock(loop)
         exp = self.experiment
-        built = exp.strategy.build()
-        self.guards = built.guards
-        self.retry = built.retry
+        if self.transport is None:
+            from ratelab.client.transports.aiohttp_transport import AiohttpTransport
+
+            self.transport = AiohttpTransport()
+        transport = self.transport
+        self._build_guards()
         self.retry_rng = random.Random(exp.seed)
         started_at = datetime.now(UTC).isoformat()
         wall0 = time.perf_counter()
-        limits = {"limit": built.limit, "limit_per_host": built.limit_per_host}
-        trace_configs = []
-        self.stamp_pool = bool(built.limit or built.limit_per_host)  # else it never waits
-        if self.stamp_pool and _POOL_HOOK:
-            connector: aiohttp.TCPConnector = _PoolStampingConnector(self, **limits)
-        else:
-            connector = aiohttp.TCPConnector(**limits)
-            if self.stamp_pool:  # an older aiohttp: the trace signals are the way in
-                trace_configs.append(self._pool_trace())
-        session = aiohttp.ClientSession(
-            connector=connector,
-            trace_configs=trace_configs,
-            timeout=aiohttp.ClientTimeout(total=exp.timeout_s),
-            request_class=_Request,  # adds the User-Agent and the X-Ratelab-Id header
-        )
-        self.session = session
+        self.stamps = Stamps(self.store, now)
+        limit, limit_per_host = exp.strategy.build_limits()
         self.queue: asyncio.Queue[int] = asyncio.Queue()
         self.urls = [self.base_url + p for p in self.endpoints]
-        self.t0 = self.now()
         interrupted = False
+        failure: RunError | None = None
+        opened = False
         tasks: list[asyncio.Task[None]] = []
         try:
+            try:
+                await transport.open(
+                    self.stamps, limit=limit, limit_per_host=limit_per_host,
+                    timeout_s=exp.timeout_s,
+                )  # fmt: skip
+                opened = True
+            except Exception as e:
+                raise RunError(f"transport {transport.name}.open", e) from e
+            self.t0 = self.stamps.t0 = now()
             if self.arrival_s is None:
                 self.store.scheduled_s[: exp.requests] = 0.0
                 for i in range(exp.requests):
@@ -202,41 +158,94 @@ class Engine:
             tasks += [loop.create_task(self._worker(w)) for w in range(exp.workers)]
             if self.on_tick is not None:
                 tasks.append(loop.create_task(self._ticker()))
-            if self.arrival_s is not None:
-                await tasks[0]
-            await self.queue.join()
+            await self._until_done(tasks)
         except asyncio.CancelledError:
             interrupted = True
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+        except RunError as e:
+            failure = e
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await session.close()
-            for g in self.guards:
-                await g.aclose()
+            closers: list[tuple[str, Callable[[], Any]]] = []
+            if opened:
+                closers.append((f"transport {transport.name}.aclose", transport.aclose))
+            closers += [
+                (f"guard {lb}.aclose", g.aclose)
+                for lb, g in zip(self.labels, self.guards, strict=True)
+            ]
+            for where, aclose in closers:
+                try:
+                    await aclose()
+                except Exception as e:
+                    if failure is None:
+                        failure = RunError(where, e)
+                        failure.__cause__ = e
         self._mark_unfinished()
-        if self.on_tick is not None:
+        if self.on_tick is not None and failure is None:
             self.on_tick(self.completed)
         meta: dict[str, Any] = {
-            **_versions(),
+            **versions(),
             "started_at": started_at,
             "seed": exp.seed,
             "wall_s": time.perf_counter() - wall0,
-            "interrupted": interrupted,
+            "interrupted": interrupted or failure is not None,
             "run": self.run_token,
             "loop": loop_name(loop),
+            "transport": transport.name,
             "t0_monotonic": self.t0,
             "target": self.base_url,
             "python_executable": sys.executable,
         }
+        if failure is not None:
+            meta["failed"] = failure.where
         for g in self.guards:  # an Adaptive strategy's rate over time, on the run clock
             history = getattr(g, "history", None)
             if history is not None:
                 meta["adaptive_rate"] = [(t - self.t0, r) for t, r in history]
+        if failure is not None:
+            failure.records = (self.store, meta)
+            raise failure
         return self.store, meta
+
+    def _build_guards(self) -> None:
+        """Each strategy part's guard (``Strategy.guard()``), labelled by the part's repr."""
+        guards, labels = [], []
+        retry: Retry | None = None
+        for part in self.experiment.strategy.parts:
+            try:
+                g = part.guard()
+            except Exception as e:
+                raise RunError(f"strategy {part!r}.guard()", e) from e
+            if g is not None:
+                guards.append(g)
+                labels.append(repr(part))
+            if isinstance(part, Retry):
+                retry = part
+        self.guards = tuple(guards)
+        self.labels = tuple(labels)
+        self.retry = retry
+
+    async def _until_done(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Wait until every request is done; end at once if a task fails."""
+        join = asyncio.ensure_future(self.queue.join())
+        watch: set[asyncio.Future[Any]] = {join, *tasks}
+        try:
+            while True:
+                done, watch = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+                if join in done:
+                    return
+                for t in done:
+                    exc = None if t.cancelled() else t.exception()
+                    if isinstance(exc, _Failed):
+                        raise RunError(exc.where, exc.__cause__ or exc) from exc.__cause__
+                    if exc is not None:
+                        raise RunError("the engine", exc) from exc
+        finally:
+            join.cancel()
 
     def _mark_unfinished(self) -> None:
         """Rows with no outcome (never dequeued, or cut off) become CancelledError rows."""
@@ -250,7 +259,8 @@ class Engine:
         """Open loop: enqueue each request at its intended arrival time."""
         loop, now, t0, q = self.loop, self.now, self.t0, self.queue
         arrivals = self.arrival_s
-        assert arrivals is not None  # internal invariant, not user input
+        if arrivals is None:  # pragma: no cover - only started for open-loop runs
+            return
         self.store.scheduled_s[: len(arrivals)] = arrivals
         for i, at in enumerate(arrivals.tolist()):
             delay = t0 + at - now()
@@ -260,10 +270,14 @@ class Engine:
 
     async def _ticker(self) -> None:
         on_tick = self.on_tick
-        assert on_tick is not None
+        if on_tick is None:  # pragma: no cover - only started with a callback
+            return
         while True:
             await asyncio.sleep(self.tick_s)
-            on_tick(self.completed)
+            try:
+                on_tick(self.completed)
+            except Exception as e:
+                raise _Failed("the progress callback") from e
 
     async def _worker(self, wid: int) -> None:
         q = self.queue
@@ -279,9 +293,12 @@ class Engine:
                     and attempt < retry.max_attempts
                     and retry.should_retry(status, error)
                 ):
-                    pause = retry.backoff(attempt, retry_after, self.retry_rng.random())
-                    attempt += 1
-                    row = self.store.new_row(row, attempt)
+                    try:
+                        pause = retry.backoff(attempt, retry_after, self.retry_rng.random())
+                        attempt += 1
+                        row = self.store.new_row(row, attempt)
+                    except Exception as e:
+                        raise _Failed(f"the retry of request {self.store.request_id[row]}") from e
                     status, error, retry_after = await self._attempt(wid, row, attempt, pause)
             finally:
                 q.task_done()
@@ -317,56 +334,32 @@ class Engine:
             s.admitted_s[row] = t
             s.sent_s[row] = t
             rid = row if attempt == 1 else int(s.request_id[row])
-            _current_id.set(f"{self.run_token}-{rid}-{attempt}")
-            if self.stamp_pool:
-                _current_row.set(row)
-            async with self.session.request(self.method, self.urls[code]) as resp:
-                s.headers_s[row] = now() - t0
-                status = resp.status
-                s.status[row] = status
-                if status >= 400 and "Retry-After" in resp.headers:
-                    retry_after = parse_retry_after(resp.headers["Retry-After"])
-                body = await resp.read()
-            s.bytes[row] = len(body)
+            status, retry_header, nbytes = await self.transport.send(  # type: ignore[union-attr]
+                row, self.method, self.urls[code], f"{self.run_token}-{rid}-{attempt}"
+            )
+            s.status[row] = status
+            s.bytes[row] = nbytes
+            if retry_header is not None:
+                retry_after = parse_retry_after(retry_header)
         except asyncio.CancelledError:
             s.error[row] = s.error_code(ERROR_CANCELLED)
             raise
         except Exception as e:  # a failure is data, never a crashed run
-            error = error_name(e)
+            error = self.transport.error_name(e)  # type: ignore[union-attr]
             s.error[row] = s.error_code(error)
         finally:
             s.done_s[row] = now() - t0
-            if held:
-                for g in guards[:held]:
-                    g.release(endpoint)
             self.completed += 1
+            if held:
+                for i in range(held):
+                    try:
+                        guards[i].release(endpoint)
+                    except Exception as e:
+                        raise _Failed(f"guard {self.labels[i]}.release") from e
         if guards:
-            for g in guards:
-                g.observe(status, error)
+            for i, g in enumerate(guards):
+                try:
+                    g.observe(status, error)
+                except Exception as e:
+                    raise _Failed(f"guard {self.labels[i]}.observe") from e
         return status, error, retry_after
-
-    def _pool_trace(self) -> aiohttp.TraceConfig:
-        """Stamp pool waits from aiohttp's trace signals (the row: the sending task's
-        ``_current_row``, as for the connector hook)."""
-        store = self.store
-
-        async def queued_start(
-            session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
-        ) -> None:
-            row = _current_row.get()
-            if row >= 0 and np.isnan(store.pool_queued_s[row]):  # the first wait counts
-                store.pool_queued_s[row] = self.now() - self.t0
-
-        async def queued_end(
-            session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
-        ) -> None:
-            row = _current_row.get()
-            if row >= 0:
-                t = self.now() - self.t0
-                store.pool_acquired_s[row] = t
-                store.sent_s[row] = t
-
-        tc = aiohttp.TraceConfig()
-        tc.on_connection_queued_start.append(queued_start)
-        tc.on_connection_queued_end.append(queued_end)
-        return tc

@@ -18,7 +18,7 @@ from ratelab.analysis.result import Result
 from ratelab.client.engine import Engine
 from ratelab.client.loops import loop_factory, loop_name
 from ratelab.client.progress import Progress
-from ratelab.errors import ConfigError
+from ratelab.errors import ConfigError, RunError
 from ratelab.experiment.experiment import Experiment
 
 __all__ = ["arun", "run"]
@@ -53,18 +53,28 @@ async def _execute(exp: Experiment, progress: Progress | None, engine_box: list[
         base = exp.target_url
         engine = Engine(exp, base_url=base, on_tick=progress.update_to if progress else None)
         engine_box.append(engine)
-        store, meta = await engine.run()
-        server_log = None
-        if server is None:
-            from ratelab.server.local import LocalServer
-
-            server = LocalServer.find(base)
-        if server is not None:
-            server_log = server.log(t0=meta["t0_monotonic"], run=meta["run"])
-        return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
+        try:
+            store, meta = await engine.run()
+        except RunError as e:
+            if e.records is not None:  # the rows so far, as a Result on the error
+                store, meta = e.records  # type: ignore[misc]
+                e.result = _result(exp, store, meta, server)
+            raise
+        return _result(exp, store, meta, server)
     finally:
         if started_here:
             server.stop()
+
+
+def _result(exp: Experiment, store: Any, meta: dict[str, Any], server: Any) -> Result:
+    if server is None:
+        from ratelab.server.local import LocalServer
+
+        server = LocalServer.find(meta["target"])
+    server_log = None
+    if server is not None:
+        server_log = server.log(t0=meta["t0_monotonic"], run=meta["run"])
+    return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
 
 
 async def arun(experiment: Experiment, *, progress: bool = True) -> Result:

@@ -304,6 +304,8 @@ class Adaptive(Strategy):
 
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+#: The most attempts a request can have: the records' ``attempt`` column is an int16.
+MAX_ATTEMPTS = 32_767
 
 
 @dataclass(frozen=True, repr=False)
@@ -322,7 +324,7 @@ class Retry(Strategy):
     statuses: tuple[int, ...] = RETRY_STATUSES
 
     def __post_init__(self) -> None:
-        integer("Retry(max_attempts)", self.max_attempts, minimum=1)
+        integer("Retry(max_attempts)", self.max_attempts, minimum=1, maximum=MAX_ATTEMPTS)
         positive_number("Retry(backoff_s)", self.backoff_s, allow_zero=True)
         positive_number("Retry(max_backoff_s)", self.max_backoff_s, allow_zero=True)
         for name in ("jitter", "honor_retry_after"):

@@ -2,12 +2,14 @@
 
 - :class:`VirtualClockLoop`, :func:`run_virtual`: an event loop whose clock jumps to the
   next timer, so limiter and engine schedules are asserted exactly, without sleeping;
-- :func:`make_frame`: a records frame with the documented columns from a few given times;
+- :class:`ScriptedTransport`: a transport with no network (a FIFO pool, a latency on the
+  loop's clock, scripted answers), so the whole engine runs on the virtual clock;
 - :mod:`ratelab.testing.redis`: a throwaway ``redis-server`` on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+from ratelab.testing.transport import ScriptedTransport, SentRequest
 from ratelab.testing.virtual_clock import TICK_S, VirtualClockLoop, run_virtual
 
-__all__ = ["TICK_S", "VirtualClockLoop", "run_virtual"]
+__all__ = ["TICK_S", "ScriptedTransport", "SentRequest", "VirtualClockLoop", "run_virtual"]

@@ -380,12 +380,8 @@ def test_a_url_target_of_a_running_local_server_still_gets_its_log(server: rl.Lo
     assert (result.server_log.run == result.meta["run"]).all()
 
 
-@pytest.mark.parametrize("hook", [True, False], ids=["connector", "trace-signals"])
-def test_pool_waits_are_stamped_either_way(fresh_server, monkeypatch, hook: bool) -> None:
-    """The connector override (aiohttp >= 3.11) and the trace-signal fallback agree."""
-    import ratelab.client.engine as engine
-
-    monkeypatch.setattr(engine, "_POOL_HOOK", hook)
+def test_pool_waits_are_stamped_on_real_sockets(fresh_server) -> None:
+    """The pool-stamping connector hook fires on aiohttp's real pool."""
     srv = fresh_server(latency=rl.Fixed(0.02))
     exp = rl.Experiment(target=srv, requests=20, workers=10, strategy=rl.ConnectionLimit(2))
     df = rl.run(exp, progress=False).df

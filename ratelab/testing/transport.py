@@ -1,0 +1,132 @@
+"""A transport with no network, for exact engine tests on the virtual clock.
+
+    from ratelab.client.engine import Engine
+    from ratelab.testing import ScriptedTransport, run_virtual
+
+    transport = ScriptedTransport(latency_s=0.1, respond=lambda req: 429 if req.attempt == 1 else 200)
+    engine = Engine(exp, base_url="http://test", transport=transport)
+    store, meta = run_virtual(engine.run())
+    transport.sent    # every attempt as the "server" saw it: time, url, request id, attempt
+
+Each attempt takes a pooled connection (FIFO, as aiohttp's ``TCPConnector`` with ``limit``
+and ``limit_per_host`` for one host, stamping ``pool_queued_s``/``pool_acquired_s`` and
+``sent_s`` when it waited), then ``latency_s`` on the loop's clock, then stamps
+``headers_s`` and answers ``respond(request)``: a status, ``(status, headers)``, or an
+exception instance to raise (the attempt's failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ratelab.client.transports.base import Reply, Stamps, Transport
+
+__all__ = ["ScriptedTransport", "SentRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class SentRequest:
+    """One attempt as the scripted server saw it (``t_s`` on the run clock)."""
+
+    t_s: float
+    row: int
+    method: str
+    url: str
+    request_id: int
+    attempt: int
+
+
+Answer = int | tuple[int, Mapping[str, str]] | BaseException
+
+
+class ScriptedTransport(Transport):
+    """No sockets: a FIFO connection pool, a latency on the loop's clock, scripted answers.
+
+    ``latency_s`` is a number or a function of the :class:`SentRequest`; ``respond``
+    (default: always 200) maps a SentRequest to a status, ``(status, headers)`` or an
+    exception to raise; ``body_bytes`` is the size reported for every response.
+    """
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        *,
+        latency_s: float | Callable[[SentRequest], float] = 0.0,
+        respond: Callable[[SentRequest], Answer] | None = None,
+        body_bytes: int = 0,
+    ) -> None:
+        self.latency_s = latency_s
+        self.respond = respond
+        self.body_bytes = body_bytes
+        self.sent: list[SentRequest] = []
+        self.max_in_use = 0
+
+    async def open(
+        self, stamps: Stamps, *, limit: int, limit_per_host: int, timeout_s: float | None
+    ) -> None:
+        self.stamps = stamps
+        caps = [c for c in (limit, limit_per_host) if c]
+        self.cap = min(caps) if caps else 0  # one host: the tighter cap binds
+        self.in_use = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.timeout_s = timeout_s
+        self.closed = False
+
+    async def _acquire(self, row: int) -> None:
+        if self.cap and self.in_use >= self.cap:
+            st = self.stamps
+            st.store.pool_queued_s[row] = st.at()
+            fut = asyncio.get_running_loop().create_future()
+            self.waiters.append(fut)
+            try:
+                await fut  # the releasing attempt hands its connection over
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._release()  # handed over just as we were cancelled: pass it on
+                elif fut in self.waiters:
+                    self.waiters.remove(fut)
+                raise
+            t = st.at()
+            st.store.pool_acquired_s[row] = t
+            st.store.sent_s[row] = t
+        else:
+            self.in_use += 1
+        self.max_in_use = max(self.max_in_use, self.in_use)
+
+    def _release(self) -> None:
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the connection moves to the first waiter
+                return
+        self.in_use -= 1
+
+    async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
+        st = self.stamps
+        await self._acquire(row)
+        try:
+            _run, rid, attempt = request_id.rsplit("-", 2)
+            req = SentRequest(st.at(), row, method, url, int(rid), int(attempt))
+            self.sent.append(req)
+            latency = self.latency_s(req) if callable(self.latency_s) else self.latency_s
+            if self.timeout_s is not None and latency > self.timeout_s:
+                await asyncio.sleep(self.timeout_s)
+                raise TimeoutError
+            if latency > 0:
+                await asyncio.sleep(latency)
+            answer: Answer = 200 if self.respond is None else self.respond(req)
+            if isinstance(answer, BaseException):
+                raise answer
+            status, headers = (answer, {}) if isinstance(answer, int) else answer
+            st.store.headers_s[row] = st.at()
+            retry_after = headers.get("Retry-After") if status >= 400 else None
+            return status, retry_after, self.body_bytes
+        finally:
+            self._release()
+
+    async def aclose(self) -> None:
+        self.closed = True
