@@ -230,22 +230,29 @@ class Engine:
         self.retry = retry
 
     async def _until_done(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Wait until every request is done; end at once if a task fails."""
-        join = asyncio.ensure_future(self.queue.join())
-        watch: set[asyncio.Future[Any]] = {join, *tasks}
+        """Wait until every request is done (in open loop: enqueued, then done); end at once
+        if a task fails."""
+        producer = tasks[0] if self.arrival_s is not None else None
+        join = None if producer is not None else asyncio.ensure_future(self.queue.join())
+        watch: set[asyncio.Future[Any]] = {*tasks} if join is None else {join, *tasks}
         try:
             while True:
                 done, watch = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
-                if join in done:
+                if join is not None and join in done:
                     return
                 for t in done:
                     exc = None if t.cancelled() else t.exception()
                     if isinstance(exc, _Failed):
                         raise RunError(exc.where, exc.__cause__ or exc) from exc.__cause__
                     if exc is not None:
-                        raise RunError("the engine", exc) from exc
+                        where = "the open-loop producer" if t is producer else "the engine"
+                        raise RunError(where, exc) from exc
+                    if t is producer:  # every request is enqueued: now wait for them
+                        join = asyncio.ensure_future(self.queue.join())
+                        watch.add(join)
         finally:
-            join.cancel()
+            if join is not None:
+                join.cancel()
 
     def _mark_unfinished(self) -> None:
         """Rows with no outcome (never dequeued, or cut off) become CancelledError rows."""

@@ -3,7 +3,9 @@
     from ratelab.client.engine import Engine
     from ratelab.testing import ScriptedTransport, run_virtual
 
-    transport = ScriptedTransport(latency_s=0.1, respond=lambda req: 429 if req.attempt == 1 else 200)
+    transport = ScriptedTransport(
+        latency_s=0.1, respond=lambda req: 429 if req.attempt == 1 else 200
+    )
     engine = Engine(exp, base_url="http://test", transport=transport)
     store, meta = run_virtual(engine.run())
     transport.sent    # every attempt as the "server" saw it: time, url, request id, attempt

@@ -119,7 +119,8 @@ def test_open_loop_sends_on_the_arrival_schedule() -> None:
     tr = ScriptedTransport(latency_s=0.05)
     df = _run(_exp(requests=5, workers=1, arrivals=rl.Constant(10)), tr)
     assert df.scheduled_s.to_numpy() == pytest.approx([0, 0.1, 0.2, 0.3, 0.4], abs=NS)
-    assert (df.dequeued_s - df.scheduled_s).abs().max() < NS  # the worker was free
+    assert (df.status == 200).all()  # the run waits for arrivals still to come
+    assert df.dequeued_s.to_numpy() == pytest.approx(df.scheduled_s.to_numpy(), abs=NS)
 
 
 def test_open_loop_backlog_waits_in_the_queue() -> None:
@@ -276,4 +277,6 @@ def test_a_guard_failure_through_rl_run_returns_the_partial_result(server) -> No
         rl.run(exp, progress=False)
     result = info.value.result
     assert isinstance(result, rl.Result) and len(result.df) == 30
-    assert result.interrupted and 10 <= (result.df.status == 200).sum() <= 12
+    # the 11th observe raised (its own request was ok); the two other workers' requests in
+    # flight may still finish before they are cancelled
+    assert result.interrupted and 11 <= (result.df.status == 200).sum() <= 13

@@ -176,9 +176,15 @@ async def test_arun_refuses_uvloop_inside_an_asyncio_loop() -> None:
 
 def test_rate_limit_on_uvloop_keeps_its_rate(server: rl.LocalServer) -> None:
     """RateLimit(1000) on uvloop (gaps of 1 ms: every wait is at or below the timer's
-    resolution). The steady rate, measured as in bench_rate.py on the admissions after the
-    first second (which holds the burst of 1000 plus 1000 more), is the target within 3%;
-    and the bucket is never ahead of its limit."""
+    resolution) neither runs ahead of its limit nor falls behind it.
+
+    Ahead: by t seconds after the first admission, at most r + r t admissions (burst +
+    leak; 1 ms of slack: uvloop's loop.time(), which the bucket leaks by, is whole
+    milliseconds). Behind: the last of n admissions comes by (n - r) / r seconds (the burst
+    of r is free), within a tolerance of 10% for a busy machine: a stall lets the bucket
+    leak and re-admit, so it delays the tail by little, while the fault this guards against
+    (every 1 ms wait rounded up by a tick) would double the time. The steady-rate figure
+    itself is measured in benchmarks/bench_uvloop.py, not asserted here."""
     r, n = 1000, 2600
     exp = rl.Experiment(
         target=server, requests=n, workers=50, strategy=rl.RateLimit(r), loop="uvloop"
@@ -186,14 +192,9 @@ def test_rate_limit_on_uvloop_keeps_its_rate(server: rl.LocalServer) -> None:
     df = rl.run(exp, progress=False).df
     assert len(df) == n and (df["status"] == 200).all()
     admitted = np.sort(df["admitted_s"].to_numpy())
-    steady = admitted[admitted >= admitted[0] + 1.0]
-    assert len(steady) >= 400
-    rate = (len(steady) - 1) / (steady[-1] - steady[0])
-    assert rate == pytest.approx(r, rel=0.03)
-    # by t seconds after the first admission, at most r + r t admissions (burst + leak;
-    # 1 ms of slack: uvloop's loop.time(), which the bucket leaks by, is whole milliseconds)
     elapsed = admitted - admitted[0]
     assert (np.arange(1, n + 1) <= r + r * (elapsed + 1e-3)).all()
+    assert elapsed[-1] <= (n - r) / r * 1.10
 
 
 def test_processes_run_on_the_asked_loop(server: rl.LocalServer) -> None:
