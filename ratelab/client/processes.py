@@ -92,6 +92,7 @@ from ratelab._validate import integer
 from ratelab.analysis.result import Result, load
 from ratelab.client.loops import loop_factory
 from ratelab.client.progress import Progress
+from ratelab.client.server_log import fetch_server_log
 from ratelab.errors import ConfigError, RatelabError
 from ratelab.experiment.arrivals import Constant, Poisson
 from ratelab.experiment.experiment import Experiment
@@ -376,19 +377,10 @@ def run_processes(experiment: Experiment, *, processes: int, progress: bool = Tr
         preflight = getattr(part, "preflight", None)
         if callable(preflight):
             preflight()
-    server = None if isinstance(exp.target, str) else exp.target
-    started_here = server is not None and not server.running
-    if started_here:
-        server.start()  # type: ignore[union-attr]
-    try:
-        url = exp.target_url
-        data, offsets = _slices(exp, n, url)
-        with tempfile.TemporaryDirectory(prefix="ratelab-processes-") as out_dir:
-            results, interrupted = _run_fleet(exp, n, data, modules, out_dir, progress)
-        return _merge(exp, results, offsets, server, interrupted=interrupted)
-    finally:
-        if started_here:
-            server.stop()  # type: ignore[union-attr]
+    data, offsets = _slices(exp, n, exp.target)
+    with tempfile.TemporaryDirectory(prefix="ratelab-processes-") as out_dir:
+        results, interrupted = _run_fleet(exp, n, data, modules, out_dir, progress)
+    return _merge(exp, results, offsets, interrupted=interrupted)
 
 
 def _run_fleet(
@@ -478,7 +470,6 @@ def _merge(
     exp: Experiment,
     results: dict[int, Result],
     offsets: list[int],
-    server: Any,
     *,
     interrupted: bool,
 ) -> Result:
@@ -535,10 +526,10 @@ def _merge(
     if lost:
         meta["lost_processes"] = lost
 
+    runs = {p["run"]: p["process"] for p in process_meta}
+    log = fetch_server_log(exp.target, runs=list(runs), t0=t_min)
     server_log = None
-    if server is not None:
-        runs = {p["run"]: p["process"] for p in process_meta}
-        log = server.log(t0=t_min)
+    if log is not None:
         log = log[log["run"].isin(list(runs))].reset_index(drop=True).copy()
         proc = log["run"].astype(str).map(runs).to_numpy(dtype=np.int16)
         log["run"] = log["run"].cat.remove_unused_categories()

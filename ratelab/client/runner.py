@@ -18,6 +18,7 @@ from ratelab.analysis.result import Result
 from ratelab.client.engine import Engine
 from ratelab.client.loops import loop_factory, loop_name
 from ratelab.client.progress import Progress
+from ratelab.client.server_log import fetch_server_log
 from ratelab.errors import ConfigError, RunError
 from ratelab.experiment.experiment import Experiment
 
@@ -45,35 +46,22 @@ def _check(experiment: object) -> Experiment:
 
 
 async def _execute(exp: Experiment, progress: Progress | None, engine_box: list[Engine]) -> Result:
-    server = exp.target if not isinstance(exp.target, str) else None
-    started_here = server is not None and not server.running
-    if started_here:
-        server.start()
+    engine = Engine(exp, base_url=exp.target, on_tick=progress.update_to if progress else None)
+    engine_box.append(engine)
     try:
-        base = exp.target_url
-        engine = Engine(exp, base_url=base, on_tick=progress.update_to if progress else None)
-        engine_box.append(engine)
-        try:
-            store, meta = await engine.run()
-        except RunError as e:
-            if e.records is not None:  # the rows so far, as a Result on the error
-                store, meta = e.records  # type: ignore[misc]
-                e.result = _result(exp, store, meta, server)
-            raise
-        return _result(exp, store, meta, server)
-    finally:
-        if started_here:
-            server.stop()
+        store, meta = await engine.run()
+    except RunError as e:
+        if e.records is not None:  # the rows so far, as a Result on the error
+            store, meta = e.records  # type: ignore[misc]
+            e.result = _result(exp, store, meta)
+        raise
+    return _result(exp, store, meta)
 
 
-def _result(exp: Experiment, store: Any, meta: dict[str, Any], server: Any) -> Result:
-    if server is None:
-        from ratelab.server.local import LocalServer
-
-        server = LocalServer.find(meta["target"])
-    server_log = None
-    if server is not None:
-        server_log = server.log(t0=meta["t0_monotonic"], run=meta["run"])
+def _result(exp: Experiment, store: Any, meta: dict[str, Any]) -> Result:
+    server_log = fetch_server_log(exp.target, runs=[meta["run"]], t0=meta["t0_monotonic"])
+    if server_log is not None:
+        server_log["run"] = server_log["run"].cat.remove_unused_categories()
     return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
 
 

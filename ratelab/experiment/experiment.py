@@ -57,15 +57,18 @@ _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 def _is_server(value: object) -> bool:
-    """A LocalServer (or anything that starts, stops and has a ``url``): the run manages it."""
+    """A LocalServer (or anything that starts, stops and has a ``url``)."""
     return all(callable(getattr(value, a, None)) for a in ("start", "stop")) and hasattr(
         type(value), "url"
     )
 
 
-def _check_target(value: object) -> str | LocalServer:
-    if _is_server(value):
-        return value  # type: ignore[return-value]
+def _check_target(value: object) -> str:
+    if _is_server(value):  # its URL is the target; a server not yet running starts now
+        server: LocalServer = value  # type: ignore[assignment]
+        if not server.running:
+            server.start()
+        value = server.url
     if not isinstance(value, str):
         raise ConfigError("target", value, "must be an http(s) URL or a rl.LocalServer(...)")
     parts = urlsplit(value)
@@ -102,9 +105,16 @@ def _check_endpoints(value: object) -> dict[str, float]:
 
 @dataclass(frozen=True, kw_only=True)
 class Experiment:
-    """An immutable description of one run. Build a variant with :meth:`replace`."""
+    """An immutable description of one run, plain data: ``pickle`` and
+    ``Experiment.from_dict(e.to_dict())`` give an equal Experiment. Build a variant with
+    :meth:`replace`.
 
-    target: str | LocalServer
+    ``target`` is the base URL. A :class:`~ratelab.LocalServer` may be given instead: its URL
+    is taken (the server is started first if it is not running, and keeps running until it
+    is stopped or the interpreter exits).
+    """
+
+    target: str
     endpoints: Mapping[str, float] | str | Sequence[str] = "/get"
     requests: int = 100
     workers: int = 10
@@ -157,7 +167,7 @@ class Experiment:
 
     def _check_polite(self) -> None:
         """Against a host that is not this machine, stay modest unless told otherwise."""
-        if not isinstance(self.target, str) or is_loopback(self.target):
+        if is_loopback(self.target):
             return
         opt_in = "pass polite=False to opt in to more (be sure the host allows it)"
         if self.requests > POLITE_MAX_REQUESTS:
@@ -186,9 +196,8 @@ class Experiment:
 
     @property
     def target_url(self) -> str:
-        """The base URL (a LocalServer's URL once it runs)."""
-        t = self.target
-        return t if isinstance(t, str) else t.url
+        """The base URL (the same as ``target``)."""
+        return self.target
 
     def replace(self, **changes: Any) -> Experiment:
         """A copy with some fields changed (validated like the original)."""
@@ -196,9 +205,8 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON/TOML-friendly); :meth:`from_dict` reads it back."""
-        t = self.target
         return {
-            "target": t if isinstance(t, str) else t.url,
+            "target": self.target,
             "endpoints": dict(self.endpoints),  # type: ignore[arg-type]
             "requests": self.requests,
             "workers": self.workers,

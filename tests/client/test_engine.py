@@ -134,12 +134,17 @@ def test_burst_free_limit_holds_on_the_real_clock(server: rl.LocalServer) -> Non
     assert np.diff(sent).min() >= 0.05 - 1e-6
 
 
-def test_a_local_server_target_is_started_and_stopped_by_the_run() -> None:
-    srv = rl.LocalServer()
-    result = rl.run(rl.Experiment(target=srv, requests=5, workers=2), progress=False)
-    assert (result.df.status == 200).all()
-    assert result.server_log is not None and len(result.server_log) == 5
-    assert not srv.running
+def test_a_local_server_target_becomes_its_url_and_the_run_finds_its_log() -> None:
+    with rl.LocalServer() as srv:
+        pass  # stopped: an Experiment built from it starts it again, for good
+    exp = rl.Experiment(target=srv, requests=5, workers=2)
+    try:
+        assert srv.running and exp.target == srv.url and isinstance(exp.target, str)
+        result = rl.run(exp, progress=False)
+        assert (result.df.status == 200).all()
+        assert result.server_log is not None and len(result.server_log) == 5
+    finally:
+        srv.stop()
 
 
 def test_open_loop_shows_queueing_delay_when_arrivals_outrun_the_limit(
