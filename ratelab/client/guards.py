@@ -41,11 +41,40 @@ __all__ = [
 
 
 class Guard:
-    """A client-side gate a request passes before it is sent (built inside the running loop).
+    """A client-side gate a request passes before it is sent: the public base class of
+    every guard, built-in or your own (``rl.Guard``).
 
-    ``acquire`` may wait; ``release`` is called once the attempt is over, whatever happened;
-    ``observe`` sees every attempt's outcome (status 0 when no response came); ``aclose``
-    is awaited once when the run ends.
+    A :class:`~ratelab.experiment.strategies.Strategy` describes; its ``guard()`` builds
+    one Guard per run, INSIDE the running loop, when the run starts (in a multi-process
+    run, one per process: the strategy travels as plain data, the guard never does). So
+    ``__init__`` may call ``asyncio.get_running_loop()`` and create asyncio objects (locks,
+    semaphores, events), and a guard is never shared between runs or loops. Every worker
+    of the run shares it. Read time from ``loop.time()``: then a
+    :class:`~ratelab.testing.VirtualClockLoop` gives exact, repeatable schedules.
+
+    The engine calls, per attempt (each retry is an attempt of its own):
+
+    ``await acquire(endpoint)``
+        After the think time or retry backoff, before the request is sent; may wait. The
+        strategy's guards are acquired in the order written (``a + b``: ``a`` first). The
+        wait is the row's ``admitted_s - ready_s``. Raising fails the attempt (an error
+        row named after the exception) without sending it; a cancelled run cancels it.
+    ``release(endpoint)``
+        Once the attempt is over, whatever happened (response read, error, timeout,
+        cancellation), exactly once for each ``acquire`` that returned, and never for one
+        that raised or was cancelled. Plain (not async): it must not wait.
+    ``observe(status, error)``
+        After ``release``, on every guard of the strategy, with the attempt's outcome:
+        the HTTP ``status`` (0 when no response came) and ``error`` (the exception's class
+        name, or None). Not called for an attempt cancelled by the end of the run. Plain.
+    ``await aclose()``
+        Once, when the run ends (also after an interrupt), after the HTTP session is
+        closed: release what the guard holds outside the process (e.g. connections to a
+        shared store).
+
+    Each method's default does nothing, so a guard overrides only what it needs; all are
+    called on the loop's thread, one at a time (no thread locks needed; an
+    ``asyncio.Lock`` makes waiters go first come, first served).
     """
 
     __slots__ = ()
@@ -54,10 +83,10 @@ class Guard:
         """Wait until the request to ``endpoint`` may go."""
 
     def release(self, endpoint: str) -> None:
-        """The attempt is over."""
+        """The attempt that ``acquire`` let through is over."""
 
     def observe(self, status: int, error: str | None) -> None:
-        """An attempt finished with ``status`` (0: no response) or ``error``."""
+        """An attempt finished with ``status`` (0: no response) and ``error`` (or None)."""
 
     async def aclose(self) -> None:
         """The run is over: release what the guard holds (connections to a shared store)."""

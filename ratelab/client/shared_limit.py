@@ -12,17 +12,17 @@ thread or machine using the same Redis and ``key`` draws from one budget. A requ
 the limit WAITS: the guard asks Redis when the window frees up (``get_window_stats``), sleeps
 until then and tries again; the wait shows in ``admitted_s - ready_s`` like any limiter's.
 
-Algorithms (``limits`` strategies; all allow at most ``max_rate`` hits per ``per_s``):
+Algorithms (``limits`` strategies; all allow at most ``max_rate`` hits per ``period_s``):
 
 ``"moving_window"`` (default)
     An exact log of the last ``max_rate`` hits (a Redis list): a hit at ``t`` is allowed if
-    fewer than ``max_rate`` hits lie in ``[t - per_s, t]``. Never more than ``max_rate`` in
-    ANY window of ``per_s`` — by the clients' clocks at acquisition.
+    fewer than ``max_rate`` hits lie in ``[t - period_s, t]``. Never more than ``max_rate`` in
+    ANY window of ``period_s`` — by the clients' clocks at acquisition.
 ``"sliding_window_counter"``
     Two fixed-window counters, the previous one weighted by its overlap: cheaper, an
     approximation that can let a few more through than the moving window.
 ``"fixed_window"``
-    One counter per window that opens at the first hit and expires after ``per_s``: up to
+    One counter per window that opens at the first hit and expires after ``period_s``: up to
     ``2 * max_rate`` can pass across the edge of two windows.
 
 Timing. The moving window stamps each hit with the client's ``time.time()`` as it goes to
@@ -30,9 +30,9 @@ Redis; the server counts the request when it arrives, a delivery delay later (th
 reply, the HTTP send, a new connection, the OS scheduler: from 0.1 ms to tens of ms on a
 busy machine, more across a network). Were a slot reused the instant it frees, a request
 delayed on its way followed by a prompt one could reach a strict server less than
-``per_s`` apart, and the server would count ``max_rate + 1``. So a waiting request retries
+``period_s`` apart, and the server would count ``max_rate + 1``. So a waiting request retries
 ``margin_s`` (default 20 ms) after the window frees: delivery delays that differ by less
-than that never show at the server. It costs ``margin_s / per_s`` of the rate when
+than that never show at the server. It costs ``margin_s / period_s`` of the rate when
 saturated (2% at the defaults); raise it for a server across a network (to about the
 network's jitter), set 0 for the exact limiter. A hit that needs no wait is not delayed.
 Processes on one machine share the clock; across machines the clocks differ by their NTP
@@ -61,6 +61,7 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ratelab._renamed import renamed
 from ratelab._validate import positive_number
 from ratelab.client.guards import Guard
 from ratelab.errors import ConfigError, RatelabError
@@ -88,11 +89,11 @@ _SCHEMES = ("redis", "rediss", "redis+unix", "unix")
 
 _RATE_VALID = (
     "must be a whole number >= 1 (limits counts whole requests); "
-    "e.g. 2.5/s is SharedRateLimit(5, per_s=2)"
+    "e.g. 2.5/s is SharedRateLimit(5, period_s=2)"
 )
 _PER_VALID = (
     "must be a whole number of seconds >= 1: limits' windows are whole seconds (it has no "
-    "millisecond granularity); e.g. 10 per 0.5 s is closest to SharedRateLimit(20, per_s=1)"
+    "millisecond granularity); e.g. 10 per 0.5 s is closest to SharedRateLimit(20, period_s=1)"
 )
 _EXTRA_HINT = (
     "SharedRateLimit needs the 'limits' package with its async Redis client (coredis): "
@@ -121,23 +122,25 @@ def _whole(name: str, value: object, valid: str) -> int:
     return int(f)
 
 
+@renamed(per_s="period_s")
 @dataclass(frozen=True, repr=False)
 class SharedRateLimit(Strategy):
-    """At most ``max_rate`` requests per ``per_s`` seconds across every client that uses
+    """At most ``max_rate`` requests per ``period_s`` seconds across every client that uses
     the same Redis (``redis``) and ``key``; over the limit a request waits.
 
     ``limits`` counts whole requests in windows of whole seconds (it has no millisecond
-    granularity), so ``max_rate`` and ``per_s`` are whole numbers: 2.5 requests/s is
-    ``SharedRateLimit(5, per_s=2)``. The Redis key is built from ``key`` and the rate, so
+    granularity), so ``max_rate`` and ``period_s`` are whole numbers: 2.5 requests/s is
+    ``SharedRateLimit(5, period_s=2)``. The Redis key is built from ``key`` and the rate, so
     clients share a budget when they agree on both. The state outlives a run: a run that
-    starts within ``per_s`` of the last one finds its hits still counted. ``timeout_s``
+    starts within ``period_s`` of the last one finds its hits still counted. ``timeout_s``
     bounds each Redis connect and reply; ``margin_s`` is how long after a slot frees a
     waiting request takes it (see the module docstring: it keeps a strict server's count
-    at ``max_rate`` despite delivery jitter).
+    at ``max_rate`` despite delivery jitter). (``per_s=`` is the deprecated name of
+    ``period_s``.)
     """
 
     max_rate: int
-    per_s: int = 1
+    period_s: int = 1
     _: KW_ONLY
     redis: str = DEFAULT_REDIS
     key: str = "ratelab"
@@ -148,7 +151,7 @@ class SharedRateLimit(Strategy):
     def __post_init__(self) -> None:
         s = object.__setattr__
         s(self, "max_rate", _whole("SharedRateLimit(max_rate)", self.max_rate, _RATE_VALID))
-        s(self, "per_s", _whole("SharedRateLimit(per_s)", self.per_s, _PER_VALID))
+        s(self, "period_s", _whole("SharedRateLimit(period_s)", self.period_s, _PER_VALID))
         if not isinstance(self.redis, str) or urlsplit(self.redis).scheme not in _SCHEMES:
             raise ConfigError(
                 "SharedRateLimit(redis)", self.redis,
@@ -163,13 +166,13 @@ class SharedRateLimit(Strategy):
             )  # fmt: skip
         s(self, "timeout_s", positive_number("SharedRateLimit(timeout_s)", self.timeout_s))
         margin = positive_number("SharedRateLimit(margin_s)", self.margin_s, allow_zero=True)
-        if margin >= self.per_s:
-            raise ConfigError("SharedRateLimit(margin_s)", self.margin_s, "must be < per_s")
+        if margin >= self.period_s:
+            raise ConfigError("SharedRateLimit(margin_s)", self.margin_s, "must be < period_s")
         s(self, "margin_s", margin)
 
     @property
     def steady_rate_per_s(self) -> float:
-        return self.max_rate / self.per_s
+        return self.max_rate / self.period_s
 
     def guard(self) -> Guard:
         return SharedGuard(self)
@@ -201,8 +204,8 @@ class SharedRateLimit(Strategy):
 
     def __repr__(self) -> str:
         out = [f"{self.max_rate}"]
-        if self.per_s != 1:
-            out.append(f"per_s={self.per_s}")
+        if self.period_s != 1:
+            out.append(f"period_s={self.period_s}")
         defaults = {"redis": DEFAULT_REDIS, "key": "ratelab", "algorithm": "moving_window",
                     "timeout_s": 1.0, "margin_s": 0.02}  # fmt: skip
         out += [f"{k}={getattr(self, k)!r}" for k, d in defaults.items() if getattr(self, k) != d]
@@ -248,7 +251,9 @@ class SharedGuard(Guard):
         import coredis
 
         self.spec = spec
-        self._item = limits.RateLimitItemPerSecond(spec.max_rate, spec.per_s, namespace="ratelab")
+        self._item = limits.RateLimitItemPerSecond(
+            spec.max_rate, spec.period_s, namespace="ratelab"
+        )
         url = spec.redis.removeprefix("async+")
         if url.startswith("unix://"):
             url = "redis+" + url  # limits' name for it; coredis says unix://
@@ -298,7 +303,7 @@ class SharedGuard(Guard):
 
         limiter, item, key = self._limiter, self._item, self.spec.key
         margin = self.spec.margin_s
-        cap = self.spec.per_s + margin
+        cap = self.spec.period_s + margin
         while True:
             try:
                 if await limiter.hit(item, key):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ratelab._renamed import plain_data, renamed
 from ratelab._validate import positive_number
 from ratelab.errors import ConfigError
 
@@ -29,40 +30,48 @@ __all__ = [
 
 
 class Distribution:
-    """A random duration in seconds."""
+    """A random duration in seconds.
+
+    A subclass provides ``sample(rng, n)`` and ``mean_s``, the expected value in seconds
+    (a property, or a field as in :class:`Exponential`). Duration parameters are named
+    with their unit, ``_s``; the old keywords ``Fixed(s=)``, ``Exponential(mean=)`` and
+    ``LogNormal(median=)`` still work, with a DeprecationWarning, and plain data with the
+    old keys loads as before.
+    """
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draw ``n`` durations (seconds, float64, never negative)."""
         raise NotImplementedError
 
-    @property
-    def mean_s(self) -> float:
-        """The expected value in seconds."""
-        raise NotImplementedError
+    # mean_s (the expected value in seconds) is not defined here: a property on this base
+    # class would shadow Exponential's field of that name.
 
     def to_dict(self) -> dict[str, object]:
         """Plain data; :func:`as_distribution` reads it back."""
         return {"type": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[call-overload]
 
 
+@renamed(s="value_s")
 @dataclass(frozen=True, repr=False)
 class Fixed(Distribution):
-    """Always ``s`` seconds: ``rl.Fixed(0.1)``."""
+    """Always ``value_s`` seconds: ``rl.Fixed(0.1)``."""
 
-    s: float
+    value_s: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "s", positive_number("Fixed(s)", self.s, allow_zero=True))
+        object.__setattr__(
+            self, "value_s", positive_number("Fixed(value_s)", self.value_s, allow_zero=True)
+        )
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return np.full(n, self.s)
+        return np.full(n, self.value_s)
 
     @property
     def mean_s(self) -> float:
-        return self.s
+        return self.value_s
 
     def __repr__(self) -> str:
-        return f"Fixed({self.s:g})"
+        return f"Fixed({self.value_s:g})"
 
 
 @dataclass(frozen=True, repr=False)
@@ -91,49 +100,47 @@ class Uniform(Distribution):
         return f"Uniform({self.low_s:g}, {self.high_s:g})"
 
 
+@renamed(mean="mean_s")
 @dataclass(frozen=True, repr=False)
 class Exponential(Distribution):
-    """Exponential with the given mean in seconds: ``rl.Exponential(0.1)``."""
+    """Exponential with mean ``mean_s`` seconds: ``rl.Exponential(0.1)``."""
 
-    mean: float
+    mean_s: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mean", positive_number("Exponential(mean)", self.mean))
+        object.__setattr__(self, "mean_s", positive_number("Exponential(mean_s)", self.mean_s))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.exponential(self.mean, n)
-
-    @property
-    def mean_s(self) -> float:
-        return self.mean
+        return rng.exponential(self.mean_s, n)
 
     def __repr__(self) -> str:
-        return f"Exponential({self.mean:g})"
+        return f"Exponential({self.mean_s:g})"
 
 
+@renamed(median="median_s")
 @dataclass(frozen=True, repr=False)
 class LogNormal(Distribution):
-    """Log-normal with the given median (seconds) and shape ``sigma``:
-    ``rl.LogNormal(0.1, 0.5)``."""
+    """Log-normal with median ``median_s`` seconds and shape ``sigma`` (unitless: the
+    standard deviation of the duration's natural log): ``rl.LogNormal(0.1, 0.5)``."""
 
-    median: float
+    median_s: float
     sigma: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "median", positive_number("LogNormal(median)", self.median))
+        object.__setattr__(self, "median_s", positive_number("LogNormal(median_s)", self.median_s))
         object.__setattr__(
             self, "sigma", positive_number("LogNormal(sigma)", self.sigma, allow_zero=True)
         )
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.lognormal(math.log(self.median), self.sigma, n)
+        return rng.lognormal(math.log(self.median_s), self.sigma, n)
 
     @property
     def mean_s(self) -> float:
-        return self.median * math.exp(self.sigma**2 / 2)
+        return self.median_s * math.exp(self.sigma**2 / 2)
 
     def __repr__(self) -> str:
-        return f"LogNormal({self.median:g}, {self.sigma:g})"
+        return f"LogNormal({self.median_s:g}, {self.sigma:g})"
 
 
 _KINDS = {"fixed": Fixed, "uniform": Uniform, "exponential": Exponential, "lognormal": LogNormal}
@@ -175,10 +182,12 @@ def as_distribution(parameter: str, value: object) -> Distribution | None:
             raise ConfigError(
                 f"{parameter}.type", value.get("type"), f"must be one of {list(_KINDS)}"
             )
+        data = plain_data(cls, data, parameter)  # old parameter names, silently
         try:
             return cls(**data)
         except TypeError as e:
-            raise ConfigError(parameter, value, f"{cls.__name__} takes other fields") from e
+            takes = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(parameter, value, f"{cls.__name__} takes {takes}") from e
     if isinstance(value, int | float) and not isinstance(value, bool):
         return Fixed(positive_number(parameter, value, allow_zero=True))
     raise ConfigError(

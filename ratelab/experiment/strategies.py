@@ -1,7 +1,7 @@
 """The client-side strategies: what bounds the requests an experiment sends.
 
     rl.Unlimited()                       # the baseline: no guard, no connection cap
-    rl.RateLimit(20, per_s=1.0)          # aiolimiter.AsyncLimiter(20, 1.0) before each request
+    rl.RateLimit(20, period_s=1.0)       # aiolimiter.AsyncLimiter(20, 1.0) before each request
     rl.ConnectionLimit(10, per_host=0)   # aiohttp.TCPConnector(limit=10, limit_per_host=0)
     rl.Concurrency(5, endpoint="/slow")  # asyncio.Semaphore(5) around each /slow request
     rl.RateLimit(20) + rl.ConnectionLimit(10)   # both
@@ -11,13 +11,28 @@ semaphore, connector limits) are built by :meth:`Strategy.build` inside the runn
 once per run, so one Experiment can run again and again, in scripts and notebooks.
 Without a ``ConnectionLimit`` the session's connector is unlimited (``limit=0``): aiohttp's
 default cap of 100 connections would otherwise be a hidden strategy of its own.
+
+Names carry their units: ``_s`` is seconds, ``_per_s`` is per second. ``max_rate`` is
+aiolimiter's: requests per ``period_s`` (a count), so ``RateLimit(5, period_s=0.5)`` is
+10/s. A few parameters were renamed so; the old keywords still work, with a
+DeprecationWarning, and saved results or TOML files with the old keys load as before:
+``RateLimit(per_s=)`` and ``SharedRateLimit(per_s=)`` are ``period_s``;
+``Adaptive(start_rate=, min_rate=, max_rate=)`` are ``start_rate_per_s``,
+``min_rate_per_s``, ``max_rate_per_s``.
+
+Your own strategy: subclass :class:`Strategy` as a frozen dataclass (its fields are its
+plain-data form, see :meth:`Strategy.to_dict`) and return a
+:class:`~ratelab.client.guards.Guard` from :meth:`Strategy.guard`; see the README.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, ClassVar
 
+from ratelab._renamed import plain_data, renamed
 from ratelab._validate import integer, positive_number
 from ratelab.errors import ConfigError
 
@@ -111,9 +126,17 @@ class Strategy:
         return limit, per_host
 
     def to_dict(self) -> dict[str, object]:
-        """A plain-data form (for saved results and TOML files); see :func:`as_strategy`."""
+        """A plain-data form (for saved results, TOML files and child processes): the class
+        name as ``type`` and the dataclass fields; see :func:`as_strategy`. A custom strategy
+        gets it by being a dataclass whose fields are plain data (or overrides it)."""
         if isinstance(self, Combined):
             return {"type": "Combined", "parts": [p.to_dict() for p in self.parts]}
+        if not dataclasses.is_dataclass(self):
+            raise ConfigError(
+                "strategy", self,
+                f"{type(self).__name__} has no plain-data form: make it a "
+                "@dataclass(frozen=True) (its fields are the form) or override to_dict()",
+            )  # fmt: skip
         return {
             "type": type(self).__name__,
             **{f.name: getattr(self, f.name) for f in fields(self)},
@@ -128,33 +151,36 @@ class Unlimited(Strategy):
         return "Unlimited()"
 
 
+@renamed(per_s="period_s")
 @dataclass(frozen=True, repr=False)
 class RateLimit(Strategy):
-    """At most ``max_rate`` requests per ``per_s`` seconds: ``aiolimiter.AsyncLimiter``.
+    """At most ``max_rate`` requests per ``period_s`` seconds: ``aiolimiter.AsyncLimiter``
+    (``max_rate`` is a count per period, as in aiolimiter; the rate is
+    ``max_rate / period_s`` per second).
 
     A fresh limiter admits ``max_rate`` at once (its bucket starts empty), so
-    ``RateLimit(20)`` sends ~40 requests in its first second; ``RateLimit(1, per_s=0.05)``
-    is the burst-free form of 20/s.
+    ``RateLimit(20)`` sends ~40 requests in its first second; ``RateLimit(1, period_s=0.05)``
+    is the burst-free form of 20/s. (``per_s=`` is the deprecated name of ``period_s``.)
     """
 
     max_rate: float
-    per_s: float = 1.0
+    period_s: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_rate", positive_number("RateLimit(max_rate)", self.max_rate))
-        object.__setattr__(self, "per_s", positive_number("RateLimit(per_s)", self.per_s))
+        object.__setattr__(self, "period_s", positive_number("RateLimit(period_s)", self.period_s))
 
     def guard(self) -> Guard:
         from ratelab.client.guards import LimiterGuard
 
-        return LimiterGuard(self.max_rate, self.per_s)
+        return LimiterGuard(self.max_rate, self.period_s)
 
     @property
     def steady_rate_per_s(self) -> float:
-        return self.max_rate / self.per_s
+        return self.max_rate / self.period_s
 
     def __repr__(self) -> str:
-        per = "" if self.per_s == 1.0 else f", per_s={self.per_s:g}"
+        per = "" if self.period_s == 1.0 else f", period_s={self.period_s:g}"
         return f"RateLimit({self.max_rate:g}{per})"
 
 
@@ -260,27 +286,35 @@ class SlidingWindow(Strategy):
         return f"SlidingWindow({self.limit}{w})"
 
 
+@renamed(start_rate="start_rate_per_s", min_rate="min_rate_per_s", max_rate="max_rate_per_s")
 @dataclass(frozen=True, repr=False)
 class Adaptive(Strategy):
-    """AIMD pacing that reacts to the server: requests are spaced ``1 / rate`` apart; a
-    429 or 503 multiplies the rate by ``decrease`` (at most once per ``cooldown_s``), every
-    success adds ``increase / rate`` (about ``+increase`` per second while all goes well).
-    The rate's history is in ``result.meta["adaptive_rate"]``."""
+    """AIMD pacing that reacts to the server: requests are spaced ``1 / rate`` apart, the
+    rate (requests per second) starting at ``start_rate_per_s`` and kept within
+    ``min_rate_per_s`` .. ``max_rate_per_s``. A 429 or 503 multiplies the rate by
+    ``decrease`` (at most once per ``cooldown_s``), every success adds ``increase / rate``
+    (about ``+increase`` requests/s per second while all goes well). The rate's history is
+    in ``result.meta["adaptive_rate"]``. (``start_rate=``, ``min_rate=``, ``max_rate=`` are
+    the deprecated names of the ``_per_s`` parameters.)"""
 
-    start_rate: float = 10.0
-    min_rate: float = 1.0
-    max_rate: float = 1000.0
+    start_rate_per_s: float = 10.0
+    min_rate_per_s: float = 1.0
+    max_rate_per_s: float = 1000.0
     increase: float = 1.0
     decrease: float = 0.5
     cooldown_s: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("start_rate", "min_rate", "max_rate", "increase", "cooldown_s"):
-            positive_number(f"Adaptive({name})", getattr(self, name), allow_zero=name != "min_rate")
-        if not self.min_rate <= self.start_rate <= self.max_rate:
+        for name in ("start_rate_per_s", "min_rate_per_s", "max_rate_per_s", "increase",
+                     "cooldown_s"):  # fmt: skip
+            positive_number(
+                f"Adaptive({name})", getattr(self, name), allow_zero=name != "min_rate_per_s"
+            )
+        low, start, high = self.min_rate_per_s, self.start_rate_per_s, self.max_rate_per_s
+        if not low <= start <= high:
             raise ConfigError(
-                "Adaptive(start_rate)", self.start_rate,
-                f"must lie between min_rate={self.min_rate:g} and max_rate={self.max_rate:g}",
+                "Adaptive(start_rate_per_s)", start,
+                f"must lie between min_rate_per_s={low:g} and max_rate_per_s={high:g}",
             )  # fmt: skip
         d = positive_number("Adaptive(decrease)", self.decrease)
         if d >= 1:
@@ -290,7 +324,7 @@ class Adaptive(Strategy):
         from ratelab.client.guards import AdaptiveGuard
 
         return AdaptiveGuard(
-            self.start_rate, minimum=self.min_rate, maximum=self.max_rate,
+            self.start_rate_per_s, minimum=self.min_rate_per_s, maximum=self.max_rate_per_s,
             increase=self.increase, decrease=self.decrease, cooldown_s=self.cooldown_s,
             backoff_statuses=frozenset({429, 503}),
         )  # fmt: skip
@@ -300,7 +334,10 @@ class Adaptive(Strategy):
         return None  # it floats: that is the point
 
     def __repr__(self) -> str:
-        return f"Adaptive(start_rate={self.start_rate:g}, max_rate={self.max_rate:g})"
+        return (
+            f"Adaptive(start_rate_per_s={self.start_rate_per_s:g}, "
+            f"max_rate_per_s={self.max_rate_per_s:g})"
+        )
 
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
@@ -392,14 +429,21 @@ def as_strategy(value: object, *, parameter: str = "strategy") -> Strategy:
         cls = Strategy._types.get(str(kind))
         if cls is None:
             raise ConfigError(
-                f"{parameter}.type", kind, f"must be one of {', '.join(Strategy._types)}"
-            )
+                f"{parameter}.type", kind, f"must be one of {', '.join(Strategy._types)}",
+                "A custom strategy is known once the module that defines its class is imported",
+            )  # fmt: skip
+        data = plain_data(cls, data, parameter)  # old parameter names, silently
         try:
             return cls(**data)
         except TypeError as e:
-            raise ConfigError(
-                parameter, value, f"{kind} takes {[f.name for f in fields(cls)]}"
-            ) from e
+            raise ConfigError(parameter, value, f"{kind} takes {_parameters(cls)}") from e
     raise ConfigError(
         parameter, value, "must be a strategy such as rl.RateLimit(20) or rl.ConnectionLimit(10)"
     )
+
+
+def _parameters(cls: type) -> list[str]:
+    """The keyword arguments ``cls`` takes (a dataclass: its init fields)."""
+    if dataclasses.is_dataclass(cls):
+        return [f.name for f in fields(cls) if f.init]
+    return [p for p in inspect.signature(cls).parameters if p not in ("args", "kwargs")]

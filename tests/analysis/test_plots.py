@@ -282,7 +282,7 @@ def test_dashboard() -> None:
 def test_compare_shares_axes_and_draws_one_line_per_run() -> None:
     rs = [
         result(run_frame()),
-        result(run_frame(latency=0.5), RateLimit(1, per_s=0.05) + ConnectionLimit(10)),
+        result(run_frame(latency=0.5), RateLimit(1, period_s=0.05) + ConnectionLimit(10)),
         result(run_frame(20, gap=0.125), Concurrency(2), name="third"),
     ]
     fig = plots.compare(rs)

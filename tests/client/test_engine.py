@@ -127,7 +127,7 @@ def test_one_experiment_runs_again_and_again(server: rl.LocalServer) -> None:
 
 def test_burst_free_limit_holds_on_the_real_clock(server: rl.LocalServer) -> None:
     exp = rl.Experiment(
-        target=server, requests=12, workers=12, strategy=rl.RateLimit(1, per_s=0.05)
+        target=server, requests=12, workers=12, strategy=rl.RateLimit(1, period_s=0.05)
     )
     sent = np.sort(rl.run(exp, progress=False).df.admitted_s.to_numpy())
     # aiolimiter only ever wakes late, so admissions are >= 50 ms apart (float slack 1 µs)
@@ -152,7 +152,7 @@ def test_open_loop_shows_queueing_delay_when_arrivals_outrun_the_limit(
 ) -> None:
     exp = rl.Experiment(
         target=server, requests=40, workers=40,
-        arrivals=rl.Constant(80), strategy=rl.RateLimit(1, per_s=0.025),
+        arrivals=rl.Constant(80), strategy=rl.RateLimit(1, period_s=0.025),
     )  # fmt: skip
     df = rl.run(exp, progress=False).df
     np.testing.assert_allclose(df.scheduled_s, np.arange(40) / 80)
@@ -267,7 +267,7 @@ def test_bad_experiment_input_names_the_parameter(kwargs: dict, parameter: str) 
     [
         (lambda: rl.RateLimit(0), "RateLimit(max_rate)"),
         (lambda: rl.RateLimit(-5), "RateLimit(max_rate)"),
-        (lambda: rl.RateLimit(20, per_s=0), "RateLimit(per_s)"),
+        (lambda: rl.RateLimit(20, period_s=0), "RateLimit(period_s)"),
         (lambda: rl.RateLimit(float("nan")), "RateLimit(max_rate)"),
         (lambda: rl.ConnectionLimit(0), "ConnectionLimit(limit)"),
         (lambda: rl.ConnectionLimit(2, per_host=-1), "ConnectionLimit(per_host)"),
@@ -275,9 +275,9 @@ def test_bad_experiment_input_names_the_parameter(kwargs: dict, parameter: str) 
         (lambda: rl.Concurrency(2, endpoint="get"), "Concurrency(endpoint)"),
         (lambda: rl.Uniform(-0.1, 0.2), "Uniform(low_s)"),
         (lambda: rl.Uniform(0.3, 0.2), "Uniform(high_s)"),
-        (lambda: rl.Fixed(-1), "Fixed(s)"),
-        (lambda: rl.Exponential(0), "Exponential(mean)"),
-        (lambda: rl.LogNormal(-1, 0.5), "LogNormal(median)"),
+        (lambda: rl.Fixed(-1), "Fixed(value_s)"),
+        (lambda: rl.Exponential(0), "Exponential(mean_s)"),
+        (lambda: rl.LogNormal(-1, 0.5), "LogNormal(median_s)"),
         (lambda: rl.Constant(0), "Constant(rate_per_s)"),
         (lambda: rl.Poisson(-2), "Poisson(rate_per_s)"),
     ],
@@ -345,7 +345,7 @@ def test_polite_by_default_to_hosts_that_are_not_this_machine() -> None:
     with pytest.raises(rl.ConfigError):
         rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(20))
     # modest is fine, and so is an explicit opt-in; loopback is never limited
-    rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(1, per_s=0.2))
+    rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(1, period_s=0.2))
     rl.Experiment(target=public, requests=50, arrivals=rl.Constant(2))
     rl.Experiment(target=public, requests=5000, strategy=rl.RateLimit(100), polite=False)
     rl.Experiment(target="http://127.0.0.5:9", requests=5000)

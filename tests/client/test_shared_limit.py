@@ -83,10 +83,10 @@ def test_repr_roundtrip_and_steady_rate() -> None:
     s = SharedRateLimit(20)
     assert repr(s) == "SharedRateLimit(20)"
     assert s.steady_rate_per_s == 20.0 and s.rate_limit_per_s == 20.0
-    t = SharedRateLimit(5, per_s=2.0, redis="redis://127.0.0.1:7000/1", algorithm="fixed_window")
-    assert t.per_s == 2 and isinstance(t.per_s, int) and t.steady_rate_per_s == 2.5
+    t = SharedRateLimit(5, period_s=2.0, redis="redis://127.0.0.1:7000/1", algorithm="fixed_window")
+    assert t.period_s == 2 and isinstance(t.period_s, int) and t.steady_rate_per_s == 2.5
     assert repr(t) == (
-        "SharedRateLimit(5, per_s=2, redis='redis://127.0.0.1:7000/1', algorithm='fixed_window')"
+        "SharedRateLimit(5, period_s=2, redis='redis://127.0.0.1:7000/1', algorithm='fixed_window')"
     )
     assert as_strategy(t.to_dict()) == t
     combo = SharedRateLimit(10, key="k") + rl.ConnectionLimit(4)
@@ -100,7 +100,7 @@ def test_repr_roundtrip_and_steady_rate() -> None:
     [
         ({"max_rate": 2.5}, "max_rate"),
         ({"max_rate": 0}, "max_rate"),
-        ({"max_rate": 10, "per_s": 0.5}, "per_s"),
+        ({"max_rate": 10, "period_s": 0.5}, "period_s"),
         ({"max_rate": 10, "redis": "http://127.0.0.1:6379"}, "redis"),
         ({"max_rate": 10, "key": ""}, "key"),
         ({"max_rate": 10, "algorithm": "token_bucket"}, "algorithm"),
@@ -113,9 +113,9 @@ def test_invalid_values_name_the_parameter(kwargs: dict[str, object], parameter:
         SharedRateLimit(**kwargs)  # type: ignore[arg-type]
 
 
-def test_fractional_per_s_says_why() -> None:
+def test_fractional_period_says_why() -> None:
     with pytest.raises(ConfigError, match="whole seconds"):
-        SharedRateLimit(10, per_s=0.5)
+        SharedRateLimit(10, period_s=0.5)
 
 
 # ------------------------------------------------------------------ no Redis: clear, quick

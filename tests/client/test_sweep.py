@@ -123,12 +123,12 @@ def test_rate_limit_and_connection_cap_give_min_of_both() -> None:
     latency and a cap of 10, completions come in batches of 10 once per latency period,
     which alone moves the estimate by up to ~8% in a 40-request run.
 
-    The burst-free limiter, ``RateLimit(1, per_s=0.05)`` (20/s), follows the law at both
+    The burst-free limiter, ``RateLimit(1, period_s=0.05)`` (20/s), follows the law at both
     latencies. ``RateLimit(20)``'s aiolimiter bucket starts empty and lets 20 extra requests
     through first: when the rate is what binds, a 40-request run is all burst (~40/s), so
     only its cap-bound point is held to the law; the burst itself is asserted instead.
     """
-    burst_free = RateLimit(1, per_s=0.05) + ConnectionLimit(10)
+    burst_free = RateLimit(1, period_s=0.05) + ConnectionLimit(10)
     bursty = RateLimit(20) + ConnectionLimit(10)
     exp = Experiment(target=LocalServer(), requests=40, workers=20, seed=1)
     sw = sweep(exp, progress=False, strategy=[burst_free, bursty], latency=[0.25, 1.0])

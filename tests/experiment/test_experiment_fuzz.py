@@ -27,17 +27,24 @@ FIELDS = [
 ]  # fmt: skip
 
 STRATEGIES = {
-    rl.RateLimit: ["max_rate", "per_s"],
+    rl.RateLimit: ["max_rate", "period_s"],
     rl.ConnectionLimit: ["limit", "per_host"],
     rl.Concurrency: ["n", "endpoint"],
     rl.TokenBucket: ["rate_per_s", "burst"],
     rl.SlidingWindow: ["limit", "window_s"],
     rl.Retry: ["max_attempts", "backoff_s", "max_backoff_s", "jitter", "honor_retry_after"],
-    rl.Adaptive: ["start_rate", "min_rate", "max_rate", "increase", "decrease", "cooldown_s"],
+    rl.Adaptive: [
+        "start_rate_per_s",
+        "min_rate_per_s",
+        "max_rate_per_s",
+        "increase",
+        "decrease",
+        "cooldown_s",
+    ],
     rl.Uniform: ["low_s", "high_s"],
-    rl.Fixed: ["s"],
-    rl.Exponential: ["mean"],
-    rl.LogNormal: ["median", "sigma"],
+    rl.Fixed: ["value_s"],
+    rl.Exponential: ["mean_s"],
+    rl.LogNormal: ["median_s", "sigma"],
     rl.Constant: ["rate_per_s"],
     rl.Poisson: ["rate_per_s"],
 }

@@ -43,7 +43,7 @@ async def drive(
 
 
 def test_rate_limit_20_per_s_admits_20_at_once_then_one_per_50ms(virtual_clock) -> None:
-    admitted, _ = virtual_clock(drive(rl.RateLimit(20, per_s=1.0), ["/get"] * 40))
+    admitted, _ = virtual_clock(drive(rl.RateLimit(20, period_s=1.0), ["/get"] * 40))
     times = [t for t, _ in admitted]
     assert times[:20] == pytest.approx([0.0] * 20, abs=1e-9)
     # then exactly one every 50 ms: the bucket leaks 20/s
@@ -51,7 +51,7 @@ def test_rate_limit_20_per_s_admits_20_at_once_then_one_per_50ms(virtual_clock) 
 
 
 def test_burst_free_rate_limit_never_admits_two_within_50ms(virtual_clock) -> None:
-    admitted, _ = virtual_clock(drive(rl.RateLimit(1, per_s=0.05), ["/get"] * 30))
+    admitted, _ = virtual_clock(drive(rl.RateLimit(1, period_s=0.05), ["/get"] * 30))
     times = [t for t, _ in admitted]
     assert times == pytest.approx([0.05 * k for k in range(30)], abs=1e-9)
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -77,7 +77,7 @@ def test_endpoint_scoped_concurrency_leaves_other_endpoints_free(virtual_clock) 
 
 
 def test_composition_applies_both_bounds(virtual_clock) -> None:
-    strategy = rl.RateLimit(1, per_s=0.05) + rl.Concurrency(1)
+    strategy = rl.RateLimit(1, period_s=0.05) + rl.Concurrency(1)
     admitted, peak = virtual_clock(drive(strategy, ["/get"] * 4, service_s=0.2))
     assert peak["*"] == 1
     # the semaphore (200 ms each) binds, not the 50 ms spacing of the limiter
@@ -107,7 +107,7 @@ def test_connection_limits_combine_to_the_tightest() -> None:
     [
         (rl.Unlimited(), "Unlimited()"),
         (rl.RateLimit(20), "RateLimit(20)"),
-        (rl.RateLimit(1, per_s=0.05), "RateLimit(1, per_s=0.05)"),
+        (rl.RateLimit(1, period_s=0.05), "RateLimit(1, period_s=0.05)"),
         (rl.ConnectionLimit(10), "ConnectionLimit(10)"),
         (rl.ConnectionLimit(10, per_host=2), "ConnectionLimit(10, per_host=2)"),
         (rl.Concurrency(3, endpoint="/slow"), "Concurrency(3, endpoint='/slow')"),
@@ -122,7 +122,7 @@ def test_repr_reads_like_the_code_and_round_trips(strategy: rl.Strategy, text: s
 
 
 def test_what_a_strategy_bounds() -> None:
-    s = rl.RateLimit(1, per_s=0.05) + rl.ConnectionLimit(10) + rl.Concurrency(3)
+    s = rl.RateLimit(1, period_s=0.05) + rl.ConnectionLimit(10) + rl.Concurrency(3)
     assert s.rate_limit_per_s == pytest.approx(20.0)
     assert s.connection_cap == 10
     assert s.concurrency_cap == 3
@@ -153,7 +153,9 @@ def test_sliding_window_never_exceeds_its_limit_in_any_window(virtual_clock) -> 
 
 def test_adaptive_paces_cuts_on_429_and_creeps_up(virtual_clock) -> None:
     async def scenario() -> tuple[list[float], list[float]]:
-        built = rl.Adaptive(start_rate=10, min_rate=1, increase=2.0, cooldown_s=0.5).build()
+        built = rl.Adaptive(
+            start_rate_per_s=10, min_rate_per_s=1, increase=2.0, cooldown_s=0.5
+        ).build()
         (g,) = built.guards
         loop = asyncio.get_running_loop()
         times, rates = [], []
@@ -193,7 +195,7 @@ def test_retry_backoff_is_exponential_capped_and_honours_retry_after() -> None:
         (lambda: rl.TokenBucket(5, burst=0.5), "TokenBucket(burst)"),
         (lambda: rl.SlidingWindow(0), "SlidingWindow(limit)"),
         (lambda: rl.SlidingWindow(5, window_s=-1), "SlidingWindow(window_s)"),
-        (lambda: rl.Adaptive(start_rate=0.5, min_rate=1), "Adaptive(start_rate)"),
+        (lambda: rl.Adaptive(start_rate_per_s=0.5, min_rate_per_s=1), "Adaptive(start_rate_per_s)"),
         (lambda: rl.Adaptive(decrease=1.5), "Adaptive(decrease)"),
         (lambda: rl.Retry(max_attempts=0), "Retry(max_attempts)"),
         (lambda: rl.Retry(statuses=(99,)), "Retry(statuses)"),
