@@ -132,7 +132,8 @@ def test_every_public_name_resolves() -> None:
 def test_drawing_imports_pyplot_and_reading_does_not() -> None:
     code = (
         "import sys, ratelab as rl; from ratelab.records.schema import empty_frame;"
-        "rl.summary(empty_frame()); rl.Result; rl.run; rl.load; rl.sweep; assert 'matplotlib.pyplot' not in sys.modules;"
+        "rl.summary(empty_frame()); rl.Result; rl.run; rl.load; rl.sweep;"
+        "assert 'matplotlib.pyplot' not in sys.modules;"
         "rl.plot_throughput(empty_frame()); assert 'matplotlib.pyplot' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -58,7 +58,7 @@ def test_aiolimiter_burst_then_one_per_interval() -> None:
         (rl.TokenBucket(10, burst=1), [0.1 * k for k in range(12)]),
         (rl.TokenBucket(10, burst=3), [0, 0, 0] + [0.1 * k for k in range(1, 10)]),
         (rl.SlidingWindow(4, window_s=1.0), [0] * 4 + [1] * 4 + [2] * 4),
-        (rl.RateLimit(1, per_s=0.1), [0.1 * k for k in range(12)]),
+        (rl.RateLimit(1, period_s=0.1), [0.1 * k for k in range(12)]),
     ],
     ids=["token-bucket-burst-free", "token-bucket-burst-3", "sliding-window", "rate-burst-free"],
 )
