@@ -67,8 +67,20 @@ class Strategy:
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        if not cls.__name__.startswith("_"):
-            Strategy._types[cls.__name__] = cls
+        if cls.__name__.startswith("_"):
+            return
+        taken = Strategy._types.get(cls.__name__)
+        if (
+            taken is not None
+            and taken.__module__.startswith("ratelab.")
+            and not cls.__module__.startswith("ratelab.")
+        ):  # saved results name their strategies by class name: keep ratelab's own
+            raise TypeError(
+                f"a Strategy subclass may not be called {cls.__name__!r}: ratelab's "
+                f"rl.{cls.__name__} has that name, and saved results find classes by name. "
+                "Choose another class name."
+            )
+        Strategy._types[cls.__name__] = cls
 
     def __add__(self, other: object) -> Strategy:
         if not isinstance(other, Strategy):

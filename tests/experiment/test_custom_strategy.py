@@ -232,3 +232,12 @@ def test_the_engine_keeps_the_guard_contract(fresh_server) -> None:
     )
     assert first[-1] == ("aclose", None) and second[-1] == ("aclose", None)
     assert sum(k == "aclose" for k, _ in first) == 1
+
+
+def test_a_custom_strategy_may_not_take_a_built_in_name() -> None:
+    with pytest.raises(TypeError, match=r"may not be called 'RateLimit'"):
+
+        class RateLimit(rl.Strategy):  # would make saved RateLimit runs load as this
+            pass
+
+    assert rl.Strategy._types["RateLimit"] is rl.RateLimit
