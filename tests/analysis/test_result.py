@@ -10,9 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import ratelab.analysis.result as result_mod
+import ratelab.analysis.files as files_mod
+from ratelab.analysis.files import MARKER_KEY, SCHEMA_VERSION
 from ratelab.analysis.metrics import summary
-from ratelab.analysis.result import MARKER_KEY, SCHEMA_VERSION, Result, load
+from ratelab.analysis.result import Result, load
 from ratelab.client.runner import run
 from ratelab.errors import ResultFileError
 from ratelab.experiment.distributions import Uniform
@@ -184,7 +185,7 @@ def test_failed_save_leaves_nothing_behind(
         where.write(b"PAR1 half a file")  # type: ignore[attr-defined]
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(result_mod.pq, "write_table", broken_writer)
+    monkeypatch.setattr(files_mod.pq, "write_table", broken_writer)
     with pytest.raises(OSError, match="No space left"):
         runs["mixed"].save(target)
     assert not target.exists()
@@ -201,7 +202,7 @@ def test_failed_save_keeps_the_previous_file(
         where.write(b"garbage")  # type: ignore[attr-defined]
         raise RuntimeError("interrupted mid-write")
 
-    monkeypatch.setattr(result_mod.pq, "write_table", broken_writer)
+    monkeypatch.setattr(files_mod.pq, "write_table", broken_writer)
     with pytest.raises(RuntimeError):
         runs["mixed"].save(target)
     assert target.read_bytes() == before
