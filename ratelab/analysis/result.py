@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Result", "load"]
 
+_HEADLINE_CACHE = "_headline_cache"  # instance attribute holding _headline()'s figures
+
 
 # --------------------------------------------------------------------------- Result
 
@@ -128,9 +130,14 @@ class Result:
 
     # -- display -------------------------------------------------------------------------
     def _headline(self) -> dict[str, Any]:
-        """The numbers shown by ``repr`` and in notebooks."""
+        """The numbers shown in notebooks (``_repr_html_``). Working them out scans the whole
+        frame (:func:`~ratelab.analysis.metrics.summary`), so it is done once and the figures
+        are kept on the instance (a Result is frozen: its frame is not meant to change)."""
+        cached = self.__dict__.get(_HEADLINE_CACHE)
+        if cached is not None:
+            return cached
         row = self.summary().iloc[0]
-        return {
+        headline = {
             "requests": int(row["requests"]),
             "ok": int(row["ok"]),
             "errors": int(row["errors"]),
@@ -141,16 +148,20 @@ class Result:
             "peak_in_flight": int(row["peak_in_flight"]),
             "wall_s": self.meta.get("wall_s"),
         }
+        object.__setattr__(self, _HEADLINE_CACHE, headline)  # not a field: frozen allows it
+        return headline
 
     def __repr__(self) -> str:
-        h = self._headline()
-        state = ", interrupted" if self.interrupted else ""
+        """Label, requests, rows, wall time: read from attributes, nothing scans the frame
+        (a million-row Result prints at once). The headline figures are in
+        ``_repr_html_`` and :meth:`summary`."""
+        if self.interrupted:
+            state, requests = ", interrupted", f"{self.experiment.requests} requests planned"
+        else:
+            state, requests = "", f"{self.experiment.requests} requests"
         return (
-            f"<Result {self.label!r}{state}: {h['requests']} requests, {h['ok']} ok, "
-            f"{h['errors']} errors\n"
-            f"  rate {_num(h['rate_per_s'], '/s')} (steady {_num(h['steady_rate_per_s'], '/s')}), "
-            f"latency p50 {_num(h['p50_ms'], ' ms')}, p99 {_num(h['p99_ms'], ' ms')}, "
-            f"peak in flight {h['peak_in_flight']}, wall {_seconds(h['wall_s'])}>"
+            f"<Result {self.label!r}{state}: {requests}, {len(self.df)} rows, "
+            f"wall {_seconds(self.meta.get('wall_s'))}>"
         )
 
     __str__ = __repr__
