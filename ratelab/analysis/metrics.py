@@ -36,8 +36,10 @@ __all__ = [
     "WindowStats",
     "concurrency",
     "latency",
+    "max_sent_column",
     "phase_means",
     "summary",
+    "summary_columns",
     "throughput",
     "time_weighted_mean",
     "windows",
@@ -51,7 +53,9 @@ _EDGE_EPS = 1e-9
 #: Fraction of completions dropped at each end for ``steady_rate_per_s``.
 _STEADY_TRIM = 0.10
 
-#: The columns of :func:`summary` (after ``strategy`` and ``workers`` for Results).
+#: The columns of :func:`summary` at the default ``window_s=1.0`` (after ``strategy`` and
+#: ``workers`` for Results). The busiest-window column is named after the window
+#: (:func:`max_sent_column`); :func:`summary_columns` gives the columns for any window.
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "requests",
     "attempts",
@@ -74,6 +78,24 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "littles_law_in_flight",
     "littles_law_ratio",
 )
+_MAX_SENT_AT = SUMMARY_COLUMNS.index("max_sent_1s")
+
+
+def max_sent_column(window_s: float) -> str:
+    """The name of :func:`summary`'s busiest-window column for a window of ``window_s``
+    seconds: ``max_sent_{window_s:g}s``, e.g. ``max_sent_1s`` (the default),
+    ``max_sent_0.5s``, ``max_sent_10s``."""
+    return f"max_sent_{window_s:g}s"
+
+
+def summary_columns(*, window_s: float = 1.0) -> tuple[str, ...]:
+    """The columns of ``summary(..., window_s=window_s)`` (after ``strategy`` and
+    ``workers`` for Results): :data:`SUMMARY_COLUMNS` with the busiest-window column
+    named after ``window_s``."""
+    cols = list(SUMMARY_COLUMNS)
+    cols[_MAX_SENT_AT] = max_sent_column(window_s)
+    return tuple(cols)
+
 
 #: (column in concurrency(), start column, end column) of each step series.
 _STEP_SERIES: tuple[tuple[str, str, str], ...] = (
@@ -365,7 +387,7 @@ def _summary_row(df: pd.DataFrame, window_s: float) -> dict[str, Any]:
         "limiter_wait_max_s": lim_max,
         "pool_wait_mean_s": pool_mean,
         "pool_wait_max_s": pool_max,
-        "max_sent_1s": _sliding_max(np.sort(finite(sent)), window_s)[0],
+        max_sent_column(window_s): _sliding_max(np.sort(finite(sent)), window_s)[0],
         "littles_law_in_flight": little,
         "littles_law_ratio": ratio,
     }
@@ -389,7 +411,9 @@ def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
       ``done_s - sent_s`` over attempts with both, failures included)
     * ``limiter_wait_mean_s`` / ``max`` (``admitted_s - ready_s``, where both are set);
       ``pool_wait_mean_s`` / ``max`` (over sent attempts, 0 for those that did not wait)
-    * ``max_sent_1s`` the most requests sent in any ``window_s`` sliding window
+    * ``max_sent_{window_s:g}s`` the most requests sent in any sliding window of
+      ``window_s`` (``max_sent_1s`` at the default 1 s, ``max_sent_0.5s`` for 0.5 s; see
+      :func:`max_sent_column`)
     * ``littles_law_in_flight`` = (attempts with a latency / duration) x mean latency, and
       ``littles_law_ratio`` = ``mean_in_flight`` / that. Both measure the same area, so
       the ratio is 1 up to rounding unless some times are inconsistent (e.g. a request
@@ -408,7 +432,9 @@ def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
         row.update(_summary_row(df, window_s))
         rows.append(row)
         labels.append(label)
-    cols = (["strategy", "workers"] if any_result else []) + list(SUMMARY_COLUMNS)
+    cols = (["strategy", "workers"] if any_result else []) + list(
+        summary_columns(window_s=window_s)
+    )
     return pd.DataFrame(rows, index=pd.Index(labels, name="label"), columns=cols)
 
 

@@ -276,6 +276,8 @@ def test_repr_html_summarises_once(
 def test_convenience_methods_delegate(runs: dict[str, Result]) -> None:
     r = runs["mixed"]
     pd.testing.assert_frame_equal(r.summary(), summary(r))
+    half = r.summary(window_s=0.5)
+    assert "max_sent_0.5s" in half.columns and "max_sent_1s" not in half.columns
     assert len(r.throughput(window_s=0.5)) >= 1
     assert {"t_s", "in_flight"} <= set(r.concurrency().columns)
     w = r.windows(window_s=0.5)
