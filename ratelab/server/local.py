@@ -56,12 +56,13 @@ __all__ = ["DECISIONS", "SHUTDOWN_TIMEOUT_S", "LocalServer", "serve"]
 
 OVERLOAD_STATUS = 503
 
-_running: set[ServerState] = set()  # every started, not yet stopped server (see stop_all)
+_State = ServerState  # the registry's name for the thread state
+_running: set[_State] = set()  # every started, not yet stopped server (see stop_all)
 _running_lock = threading.Lock()
 _by_url: weakref.WeakValueDictionary[str, LocalServer] = weakref.WeakValueDictionary()
 
 
-def _stop_state(state: ServerState) -> None:
+def _stop_state(state: _State) -> None:
     """Stop a server thread and wait for it; safe to call any number of times."""
     with state.stop_lock:
         if state.stopped:
