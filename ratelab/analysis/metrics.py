@@ -18,12 +18,14 @@ Definitions used throughout (per row):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from ratelab.analysis.frames import finite, labelled_runs, ok_mask, records_frame, time_column
 
 if TYPE_CHECKING:
     from ratelab.analysis.result import Result
@@ -34,8 +36,10 @@ __all__ = [
     "WindowStats",
     "concurrency",
     "latency",
+    "max_sent_column",
     "phase_means",
     "summary",
+    "summary_columns",
     "throughput",
     "time_weighted_mean",
     "windows",
@@ -49,7 +53,9 @@ _EDGE_EPS = 1e-9
 #: Fraction of completions dropped at each end for ``steady_rate_per_s``.
 _STEADY_TRIM = 0.10
 
-#: The columns of :func:`summary` (after ``strategy`` and ``workers`` for Results).
+#: The columns of :func:`summary` at the default ``window_s=1.0`` (after ``strategy`` and
+#: ``workers`` for Results). The busiest-window column is named after the window
+#: (:func:`max_sent_column`); :func:`summary_columns` gives the columns for any window.
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "requests",
     "attempts",
@@ -72,6 +78,24 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "littles_law_in_flight",
     "littles_law_ratio",
 )
+_MAX_SENT_AT = SUMMARY_COLUMNS.index("max_sent_1s")
+
+
+def max_sent_column(window_s: float) -> str:
+    """The name of :func:`summary`'s busiest-window column for a window of ``window_s``
+    seconds: ``max_sent_{window_s:g}s``, e.g. ``max_sent_1s`` (the default),
+    ``max_sent_0.5s``, ``max_sent_10s``."""
+    return f"max_sent_{window_s:g}s"
+
+
+def summary_columns(*, window_s: float = 1.0) -> tuple[str, ...]:
+    """The columns of ``summary(..., window_s=window_s)`` (after ``strategy`` and
+    ``workers`` for Results): :data:`SUMMARY_COLUMNS` with the busiest-window column
+    named after ``window_s``."""
+    cols = list(SUMMARY_COLUMNS)
+    cols[_MAX_SENT_AT] = max_sent_column(window_s)
+    return tuple(cols)
+
 
 #: (column in concurrency(), start column, end column) of each step series.
 _STEP_SERIES: tuple[tuple[str, str, str], ...] = (
@@ -84,41 +108,16 @@ _STEP_SERIES: tuple[tuple[str, str, str], ...] = (
 # --------------------------------------------------------------------------- helpers
 
 
-def _frame(data: pd.DataFrame | Result) -> pd.DataFrame:
-    """The records frame of ``data`` (a DataFrame, or a Result's ``.df``)."""
-    if isinstance(data, pd.DataFrame):
-        return data
-    df = getattr(data, "df", None)
-    if isinstance(df, pd.DataFrame):
-        return df
-    raise TypeError(f"expected a records DataFrame or a Result, got {type(data).__name__}")
-
-
-def _col(df: pd.DataFrame, name: str) -> np.ndarray:
-    """A time column as a float64 numpy array (no copy when already float64)."""
-    return df[name].to_numpy(dtype=np.float64)
-
-
-def _finite(a: np.ndarray) -> np.ndarray:
-    return a[np.isfinite(a)]
-
-
-def _ok_mask(df: pd.DataFrame) -> np.ndarray:
-    """True for attempts without an exception and with 200 <= status < 400."""
-    status = df["status"].to_numpy()
-    return df["error"].isna().to_numpy() & (status >= 200) & (status < 400)
-
-
 def _intervals(df: pd.DataFrame, start: str, end: str) -> tuple[np.ndarray, np.ndarray]:
     """``(starts, ends)`` of the rows where ``start`` happened and the interval closed.
 
     An interval whose own end is missing closes at ``done_s`` (the attempt failed or was
     cancelled while waiting there); one with neither is dropped (it never closed).
     """
-    s = _col(df, start)
-    e = _col(df, end)
+    s = time_column(df, start)
+    e = time_column(df, end)
     if end != "done_s":
-        e = np.where(np.isnan(e), _col(df, "done_s"), e)
+        e = np.where(np.isnan(e), time_column(df, "done_s"), e)
     keep = np.isfinite(s) & np.isfinite(e)
     return s[keep], e[keep]
 
@@ -164,8 +163,8 @@ def _sliding_max(sorted_t: np.ndarray, window_s: float) -> tuple[int, float]:
 def latency(data: pd.DataFrame | Result) -> np.ndarray:
     """Latencies ``done_s - sent_s`` in seconds of the attempts that were sent and ended
     (failures included), in row order."""
-    df = _frame(data)
-    lat = _col(df, "done_s") - _col(df, "sent_s")
+    df = records_frame(data)
+    lat = time_column(df, "done_s") - time_column(df, "sent_s")
     return lat[np.isfinite(lat)]
 
 
@@ -179,9 +178,9 @@ def throughput(data: pd.DataFrame | Result, *, window_s: float = 1.0) -> pd.Data
     """
     if not window_s > 0:
         raise ValueError(f"window_s={window_s!r} is invalid: must be > 0")
-    df = _frame(data)
-    sent = _finite(_col(df, "sent_s"))
-    done = _finite(_col(df, "done_s"))
+    df = records_frame(data)
+    sent = finite(time_column(df, "sent_s"))
+    done = finite(time_column(df, "done_s"))
     if sent.size == 0 and done.size == 0:
         return pd.DataFrame(
             {"t_s": np.zeros(0), "sent_per_s": np.zeros(0), "done_per_s": np.zeros(0)}
@@ -216,7 +215,7 @@ def concurrency(data: pd.DataFrame | Result) -> pd.DataFrame:
     overlap it. A wait whose end is missing (the attempt failed while waiting) ends at
     ``done_s``; an interval that never closed (``done_s`` NaN too) is left out.
     """
-    df = _frame(data)
+    df = records_frame(data)
     # Sort each series' events (ends before starts at equal times), then merge the three
     # sorted runs with one stable argsort (cheap on runs) and cumsum each series' deltas
     # in merged order; the last event of each instant gives the level from then on.
@@ -302,7 +301,7 @@ def windows(
     """
     if not window_s > 0:
         raise ValueError(f"window_s={window_s!r} is invalid: must be > 0")
-    sent = np.sort(_finite(_col(_frame(data), "sent_s")))
+    sent = np.sort(finite(time_column(records_frame(data), "sent_s")))
     n, t = _sliding_max(sent, window_s)
     complied = None if limit is None else bool(n <= limit)
     return WindowStats(max_sent=n, t_s=t, window_s=float(window_s), limit=limit, complied=complied)
@@ -328,13 +327,13 @@ def _stats(a: np.ndarray) -> tuple[float, float]:
 
 
 def _summary_row(df: pd.DataFrame, window_s: float) -> dict[str, Any]:
-    ok = _ok_mask(df)
+    ok = ok_mask(df)
     attempts = len(df)
     n_ok = int(ok.sum())
-    scheduled = _col(df, "scheduled_s")
-    sent = _col(df, "sent_s")
-    done = _col(df, "done_s")
-    done_f = _finite(done)
+    scheduled = time_column(df, "scheduled_s")
+    sent = time_column(df, "sent_s")
+    done = time_column(df, "done_s")
+    done_f = finite(done)
 
     t_start = float(np.nanmin(scheduled)) if np.isfinite(scheduled).any() else float("nan")
     t_end = float(done_f.max()) if done_f.size else float("nan")
@@ -361,9 +360,9 @@ def _summary_row(df: pd.DataFrame, window_s: float) -> dict[str, Any]:
     else:
         p50 = p90 = p99 = float("nan")
 
-    lim = _col(df, "admitted_s") - _col(df, "ready_s")
-    lim_mean, lim_max = _stats(_finite(lim))
-    pool = _col(df, "pool_acquired_s") - _col(df, "pool_queued_s")
+    lim = time_column(df, "admitted_s") - time_column(df, "ready_s")
+    lim_mean, lim_max = _stats(finite(lim))
+    pool = time_column(df, "pool_acquired_s") - time_column(df, "pool_queued_s")
     pool = np.where(np.isnan(pool), 0.0, pool)[np.isfinite(sent)]
     pool_mean, pool_max = _stats(pool)
 
@@ -388,27 +387,10 @@ def _summary_row(df: pd.DataFrame, window_s: float) -> dict[str, Any]:
         "limiter_wait_max_s": lim_max,
         "pool_wait_mean_s": pool_mean,
         "pool_wait_max_s": pool_max,
-        "max_sent_1s": _sliding_max(np.sort(_finite(sent)), window_s)[0],
+        max_sent_column(window_s): _sliding_max(np.sort(finite(sent)), window_s)[0],
         "littles_law_in_flight": little,
         "littles_law_ratio": ratio,
     }
-
-
-def _runs(data: Any) -> list[tuple[str, pd.DataFrame, Any]]:
-    """``(label, frame, result_or_None)`` for a frame, a Result or an iterable of them."""
-    if isinstance(data, pd.DataFrame):
-        return [("run", data, None)]
-    if hasattr(data, "df") and hasattr(data, "experiment"):
-        return [(str(data.label), data.df, data)]
-    if isinstance(data, Iterable) and not isinstance(data, str | bytes):
-        out: list[tuple[str, pd.DataFrame, Any]] = []
-        for i, item in enumerate(data):
-            if isinstance(item, pd.DataFrame):
-                out.append((f"run {i}", item, None))
-            else:
-                out.extend(_runs(item))
-        return out
-    raise TypeError(f"expected a records DataFrame, a Result or a list, got {type(data).__name__}")
 
 
 def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
@@ -429,13 +411,15 @@ def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
       ``done_s - sent_s`` over attempts with both, failures included)
     * ``limiter_wait_mean_s`` / ``max`` (``admitted_s - ready_s``, where both are set);
       ``pool_wait_mean_s`` / ``max`` (over sent attempts, 0 for those that did not wait)
-    * ``max_sent_1s`` the most requests sent in any ``window_s`` sliding window
+    * ``max_sent_{window_s:g}s`` the most requests sent in any sliding window of
+      ``window_s`` (``max_sent_1s`` at the default 1 s, ``max_sent_0.5s`` for 0.5 s; see
+      :func:`max_sent_column`)
     * ``littles_law_in_flight`` = (attempts with a latency / duration) x mean latency, and
       ``littles_law_ratio`` = ``mean_in_flight`` / that. Both measure the same area, so
       the ratio is 1 up to rounding unless some times are inconsistent (e.g. a request
       sent before the first one was scheduled).
     """
-    runs = _runs(data)
+    runs = labelled_runs(data)
     rows: list[dict[str, Any]] = []
     labels: list[str] = []
     any_result = any(res is not None for _, _, res in runs)
@@ -448,7 +432,9 @@ def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
         row.update(_summary_row(df, window_s))
         rows.append(row)
         labels.append(label)
-    cols = (["strategy", "workers"] if any_result else []) + list(SUMMARY_COLUMNS)
+    cols = (["strategy", "workers"] if any_result else []) + list(
+        summary_columns(window_s=window_s)
+    )
     return pd.DataFrame(rows, index=pd.Index(labels, name="label"), columns=cols)
 
 
@@ -466,17 +452,17 @@ def phase_means(data: Any) -> pd.DataFrame:
     """
     rows = []
     labels = []
-    for label, df, _ in _runs(data):
-        sent = _col(df, "sent_s")
-        m = np.isfinite(sent) & np.isfinite(_col(df, "done_s"))
+    for label, df, _ in labelled_runs(data):
+        sent = time_column(df, "sent_s")
+        m = np.isfinite(sent) & np.isfinite(time_column(df, "done_s"))
         first = m & (df["attempt"].to_numpy() == 1)
 
         def diff(a: str, b: str, mask: np.ndarray, df: pd.DataFrame = df) -> float:
-            x = (_col(df, b) - _col(df, a))[mask]
+            x = (time_column(df, b) - time_column(df, a))[mask]
             x = x[np.isfinite(x)]
             return float(x.mean()) if x.size else float("nan")
 
-        pool = (_col(df, "pool_acquired_s") - _col(df, "pool_queued_s"))[m]
+        pool = (time_column(df, "pool_acquired_s") - time_column(df, "pool_queued_s"))[m]
         pool = np.where(np.isnan(pool), 0.0, pool)
         rows.append(
             {

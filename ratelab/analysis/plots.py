@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from ratelab.analysis import metrics as analysis
-from ratelab.analysis.metrics import _runs
+from ratelab.analysis.frames import labelled_runs, ok_mask, records_frame, time_column
 
 if TYPE_CHECKING:
     from ratelab.analysis.result import Result
@@ -167,7 +167,7 @@ def plot_timeline(
     in one go for bars on different rows), labelled with :data:`PHASE_LABELS`.
     """
     ax = _ax(ax)
-    df = analysis._frame(r)
+    df = records_frame(r)
     rid = df["request_id"].to_numpy()
     ids = np.unique(rid)
     n_requests = ids.size
@@ -176,11 +176,11 @@ def plot_timeline(
         sel &= rid <= ids[max_requests - 1] if max_requests > 0 else False
     d = df[sel]
     y = d["worker"].to_numpy().astype(np.float64)
-    done = analysis._col(d, "done_s")
+    done = time_column(d, "done_s")
     half = 0.4
     for phase, start, end in _TIMELINE_PHASES:
-        s = analysis._col(d, start)
-        e = analysis._col(d, end)
+        s = time_column(d, start)
+        e = time_column(d, end)
         if end != "done_s":
             e = np.where(np.isnan(e), done, e)
         m = np.isfinite(s) & np.isfinite(e) & (e > s)
@@ -202,8 +202,8 @@ def plot_timeline(
             gid=phase,
         )
         ax.add_collection(col, autolim=True)
-    ready = analysis._col(d, "ready_s")
-    failed = ~analysis._ok_mask(d) & np.isfinite(done)
+    ready = time_column(d, "ready_s")
+    failed = ~ok_mask(d) & np.isfinite(done)
     retry = (d["attempt"].to_numpy() > 1) & np.isfinite(ready)
     # failures at their end; retries where they start, after their backoff (drawn as think)
     for gid, x, mask, marker, color in (
@@ -273,7 +273,7 @@ def plot_throughput(
     if kind not in ("done", "sent", "both"):
         raise ValueError(f"kind={kind!r} is invalid: must be 'done', 'sent' or 'both'")
     ax = _ax(ax)
-    runs = _runs(r_or_list)
+    runs = labelled_runs(r_or_list)
     _draw_throughput(ax, runs, [_color(i) for i in range(len(runs))], window_s, kind)
     _headroom(ax)
     ax.set_title("throughput", fontsize="medium")
@@ -329,7 +329,7 @@ def plot_concurrency(r_or_list: Data, *, ax: Axes | None = None, waiting: bool =
     and for a connection are drawn too (thin lines in the phase colours).
     """
     ax = _ax(ax)
-    runs = _runs(r_or_list)
+    runs = labelled_runs(r_or_list)
     _draw_concurrency(ax, runs, [_color(i) for i in range(len(runs))], waiting)
     _headroom(ax)
     ax.set_title("concurrency", fontsize="medium")
@@ -349,7 +349,7 @@ def plot_latency(
     """
     scale = _scale(unit)
     ax = _ax(ax)
-    for i, (label, df, _) in enumerate(_runs(r_or_list)):
+    for i, (label, df, _) in enumerate(labelled_runs(r_or_list)):
         lat = np.sort(analysis.latency(df)) * scale
         if lat.size == 0:
             ax.plot([], [], color=_color(i), label=f"{label} (no latencies)", gid="run")
@@ -429,7 +429,7 @@ def dashboard(
 ) -> Figure:
     """One run on one figure: timeline on top, then throughput and concurrency (sharing
     time), then latency ECDF and where the time went. The title is the run's label."""
-    runs = _runs(result)
+    runs = labelled_runs(result)
     if len(runs) != 1:
         raise ValueError("dashboard() takes one run; use compare() for several")
     fig = plt.figure(figsize=figsize, layout="constrained")
@@ -461,7 +461,7 @@ def compare(
     axis, so the runs compare at a glance. Bottom row: the latency ECDFs overlaid, and
     one "where the time went" bar per run. Each run keeps its colour in every panel.
     """
-    runs = _runs(results)
+    runs = labelled_runs(results)
     n = len(runs)
     if n == 0:
         raise ValueError("compare() needs at least one run")

@@ -248,6 +248,28 @@ def test_summary_times_latency_and_waits() -> None:
     assert row["littles_law_ratio"] == pytest.approx(1.0, abs=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("window_s", "column", "busiest"),
+    [
+        (1.0, "max_sent_1s", 2),
+        (0.5, "max_sent_0.5s", 2),
+        (2.5, "max_sent_2.5s", 4),
+        (3, "max_sent_3s", 4),
+    ],
+)
+def test_summary_names_the_busiest_window_after_its_length(
+    window_s: float, column: str, busiest: int
+) -> None:
+    """sent at 0, 0, 1, 2, 6 s: two in any 1 s or 0.5 s window, four in [0, 2.5) or [0, 3)."""
+    s = summary(summary_frame(), window_s=window_s)
+    assert analysis.max_sent_column(window_s) == column
+    assert list(s.columns) == list(analysis.summary_columns(window_s=window_s))
+    assert column in s.columns and s.loc["run", column] == busiest
+    others = [c for c in s.columns if c.startswith("max_sent_") and c != column]
+    assert not others  # no column claims another window
+    assert analysis.summary_columns() == analysis.SUMMARY_COLUMNS
+
+
 def test_summary_littles_law_by_hand() -> None:
     # In flight [0,2), [1,3), [1.5,2.5) after scheduling at -1: area 2+2+1 = 5 over 4 s.
     df = make_frame(scheduled_s=[-1.0, -1.0, -1.0], sent_s=[0.0, 1.0, 1.5],

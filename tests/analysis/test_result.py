@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import ratelab.analysis.result as result_mod
+import ratelab.analysis.files as files_mod
+import ratelab.analysis.metrics as metrics_mod
+from ratelab.analysis.files import MARKER_KEY, SCHEMA_VERSION
 from ratelab.analysis.metrics import summary
-from ratelab.analysis.result import MARKER_KEY, SCHEMA_VERSION, Result, load
+from ratelab.analysis.result import Result, load
 from ratelab.client.runner import run
 from ratelab.errors import ResultFileError
 from ratelab.experiment.distributions import Uniform
@@ -184,7 +187,7 @@ def test_failed_save_leaves_nothing_behind(
         where.write(b"PAR1 half a file")  # type: ignore[attr-defined]
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(result_mod.pq, "write_table", broken_writer)
+    monkeypatch.setattr(files_mod.pq, "write_table", broken_writer)
     with pytest.raises(OSError, match="No space left"):
         runs["mixed"].save(target)
     assert not target.exists()
@@ -201,7 +204,7 @@ def test_failed_save_keeps_the_previous_file(
         where.write(b"garbage")  # type: ignore[attr-defined]
         raise RuntimeError("interrupted mid-write")
 
-    monkeypatch.setattr(result_mod.pq, "write_table", broken_writer)
+    monkeypatch.setattr(files_mod.pq, "write_table", broken_writer)
     with pytest.raises(RuntimeError):
         runs["mixed"].save(target)
     assert target.read_bytes() == before
@@ -226,12 +229,55 @@ def test_repr_is_short(runs: dict[str, Result]) -> None:
     text = repr(runs["clean"])
     assert text.count("\n") <= 2 and len(text) < 300
     assert "RateLimit(400)" in text and "12 requests" in text
-    assert "12 ok" in text and str(runs["clean"]) == text
+    assert "12 rows" in text and str(runs["clean"]) == text
+    assert "interrupted" not in text
+
+
+def _fresh(r: Result) -> Result:
+    """The same run as a new Result: nothing cached on it yet."""
+    return Result(df=r.df, experiment=r.experiment, meta=r.meta, server_log=r.server_log)
+
+
+def test_repr_does_not_scan_the_frame(
+    runs: dict[str, Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_summary(*args: object, **kwargs: object) -> None:
+        raise AssertionError("repr must not summarise the frame")
+
+    monkeypatch.setattr(metrics_mod, "summary", no_summary)
+    monkeypatch.setattr(Result, "_headline", no_summary)
+    r = _fresh(runs["mixed"])
+    text = repr(r)
+    assert repr(r.label) in text and "30 requests" in text and f"{len(r.df)} rows" in text
+    assert str(r) == text
+    stopped = Result(df=r.df, experiment=r.experiment, meta={**r.meta, "interrupted": True})
+    assert "interrupted" in repr(stopped) and "30 requests planned" in repr(stopped)
+
+
+def test_repr_html_summarises_once(
+    runs: dict[str, Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = metrics_mod.summary
+
+    def counting(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(metrics_mod, "summary", counting)
+    r = _fresh(runs["mixed"])
+    first = r._repr_html_()
+    assert r._repr_html_() == first
+    assert len(calls) == 1
+    repr(r)
+    assert len(calls) == 1
 
 
 def test_convenience_methods_delegate(runs: dict[str, Result]) -> None:
     r = runs["mixed"]
     pd.testing.assert_frame_equal(r.summary(), summary(r))
+    half = r.summary(window_s=0.5)
+    assert "max_sent_0.5s" in half.columns and "max_sent_1s" not in half.columns
     assert len(r.throughput(window_s=0.5)) >= 1
     assert {"t_s", "in_flight"} <= set(r.concurrency().columns)
     w = r.windows(window_s=0.5)

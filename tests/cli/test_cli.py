@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from ratelab.analysis.result import load
-from ratelab.cli.main import format_table, main
+from ratelab.cli.main import main
+from ratelab.cli.tables import format_table
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -273,7 +274,7 @@ def test_examples_are_valid_and_local() -> None:
     """Every example builds its Experiment (or sweep) and targets only this machine."""
     import tomllib
 
-    from ratelab.cli.main import experiment_from_toml
+    from ratelab.cli.toml_files import experiment_from_toml
 
     names = sorted(p.name for p in (ROOT / "examples").glob("*.toml"))
     assert {"recipe.toml", "bursts.toml", "sweep-latency.toml"} <= set(names)

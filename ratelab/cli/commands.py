@@ -1,0 +1,173 @@
+"""The ``ratelab`` commands: one ``cmd_*`` function per subcommand.
+
+Each takes the parsed arguments and returns the exit status (see :mod:`ratelab.cli.status`);
+bad input raises :class:`~ratelab.cli.status.UsageError` or a
+:class:`~ratelab.errors.RatelabError`, which :func:`ratelab.cli.main.main` reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ratelab.cli.demo import run_demo
+from ratelab.cli.figures import save_figure, use_agg
+from ratelab.cli.status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ratelab.cli.tables import format_table, runs_table
+from ratelab.cli.toml_files import check_tables, experiment_from_toml, read_toml
+from ratelab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ratelab.analysis.result import Result
+
+__all__ = [
+    "SWEEP_COLUMNS",
+    "cmd_compare",
+    "cmd_demo",
+    "cmd_plot",
+    "cmd_run",
+    "cmd_serve",
+    "cmd_summary",
+    "cmd_sweep",
+]
+
+
+def _load_all(paths: Sequence[str]) -> list[Result]:
+    from ratelab.analysis.result import load
+
+    return [load(p) for p in paths]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The recipe and each single strategy on one embedded server; tables, files, figure."""
+    return run_demo(
+        out_dir=args.out,
+        requests=args.requests,
+        workers=args.workers,
+        load_workers=args.load_workers,
+        progress=not args.no_progress,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ratelab.client.runner import run
+
+    path = Path(args.experiment)
+    data = read_toml(path)
+    server = data.pop("server", None)
+    exp, _ = experiment_from_toml(data, server)
+    result = run(exp, progress=not args.no_progress, loop=args.loop)
+    out = Path(args.out) if args.out else Path("data") / f"{path.stem}.parquet"
+    result.save(out)
+    print(runs_table([result]))
+    print(f"saved: {out}")
+    if result.interrupted:
+        print("interrupted: the partial result was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    use_agg()
+    from ratelab.analysis.plots import dashboard
+
+    (result,) = _load_all([args.run])
+    out = Path(args.output) if args.output else Path(args.run).with_suffix(".png")
+    print(f"figure: {save_figure(dashboard(result), out)}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    use_agg()
+    from ratelab.analysis.plots import compare
+
+    results = _load_all(args.runs)
+    print(f"figure: {save_figure(compare(results), Path(args.output))}")
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    print(runs_table(_load_all(args.runs)))
+    return EXIT_OK
+
+
+#: The summary columns ``ratelab sweep`` prints after the grid's columns.
+SWEEP_COLUMNS = (
+    "requests",
+    "rate_per_s",
+    "steady_rate_per_s",
+    "peak_in_flight",
+    "latency_p50_s",
+    "limiter_wait_mean_s",
+    "pool_wait_mean_s",
+    "errors",
+)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ratelab.analysis.sweeps import plot_sweep
+    from ratelab.client.sweep import LATENCY_KEY, sweep
+
+    path = Path(args.sweep)
+    data = read_toml(path)
+    check_tables(data, ["experiment", "server", "grid", "plot"])
+    if "grid" not in data or not isinstance(data["grid"], Mapping):
+        raise ConfigError("grid", data.get("grid"), "a sweep file needs a [grid] table of lists")
+    exp, local = experiment_from_toml(data.get("experiment", {}), data.get("server"))
+    grid = dict(data["grid"])
+    plot_opts = data.get("plot", {})
+    if not isinstance(plot_opts, Mapping) or set(plot_opts) - {"x", "y", "hue"}:
+        raise ConfigError("plot", plot_opts, "must be a table with keys x, y, hue")
+
+    if local is not None and LATENCY_KEY not in grid:
+        with local:  # one embedded server for every point (a latency grid starts its own)
+            sw = sweep(exp, progress=not args.no_progress, **grid)
+    else:
+        sw = sweep(exp, progress=not args.no_progress, **grid)
+    shown = [c for c in (*_grid_columns(grid), *SWEEP_COLUMNS) if c in sw.summary.columns]
+    print(format_table(shown, sw.summary[shown].itertuples(index=False)))
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sw.summary.to_csv(out)
+        print(f"summary: {out}")
+    if args.plot and len(sw.results):
+        use_agg()
+        keys = list(grid)
+        x = plot_opts.get("x") or ("latency_s" if LATENCY_KEY in grid else keys[0])
+        others = [k for k in keys if k != (LATENCY_KEY if x == "latency_s" else x)]
+        hue = plot_opts.get("hue") or (others[0] if others else None)
+        ax = plot_sweep(sw.summary, x=x, y=plot_opts.get("y", "steady_rate_per_s"), hue=hue)
+        print(f"figure: {save_figure(ax.figure, Path(args.plot))}")
+    if sw.interrupted:
+        print(f"interrupted after {len(sw.results)} points", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _grid_columns(grid: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key in grid:
+        out += ["latency_s", "latency"] if key == "latency" else [key]
+    return out
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ratelab.server.local import serve
+
+    try:
+        serve(
+            host=args.host,
+            port=args.port,
+            latency=args.latency,
+            seed=args.seed,
+            rate_limit=args.rate_limit or None,
+            max_concurrency=args.max_concurrency,
+        )
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

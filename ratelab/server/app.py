@@ -1,0 +1,145 @@
+"""The LocalServer's aiohttp app: httpbin-compatible routes behind the decision middleware.
+
+Routes (httpbin-compatible JSON): ``/get``, ``/anything[/...]``, ``/status/{code}``,
+``/delay/{seconds}``, ``/bytes/{n}``, ``/uuid``, ``/headers``. Every request first passes
+:func:`ratelab.server.decide.decide` (policies, latency, faults, the log row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from ratelab.server.decide import decide
+from ratelab.server.state import STATE, ServerState
+
+__all__ = ["MAX_BYTES", "MAX_DELAY_S", "make_app"]
+
+MAX_DELAY_S = 60.0  # /delay/{s} sleeps at most this long
+MAX_BYTES = 100 * 1024 * 1024  # /bytes/{n} sends at most this many bytes
+
+
+def _multi(values: MultiMapping[Any], keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """httpbin's form of a multidict: one value -> the value, repeated -> a list."""
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(values.keys() if keys is None else keys):
+        all_values = values.getall(key)
+        out[key] = all_values[0] if len(all_values) == 1 else all_values
+    return out
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    """Request headers in httpbin's title-case form (``X-Ratelab-Id``); repeats joined by ','."""
+    out: dict[str, str] = {}
+    for key, value in request.headers.items():
+        title = "-".join(part.capitalize() for part in key.split("-"))
+        out[title] = f"{out[title]},{value}" if title in out else value
+    return out
+
+
+def _echo(request: web.Request) -> dict[str, Any]:
+    return {
+        "args": _multi(request.query),
+        "headers": _headers(request),
+        "origin": request.remote or "",
+        "url": str(request.url),
+    }
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return "data:application/octet-stream;base64," + base64.b64encode(body).decode()
+
+
+def _bad(what: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=f"invalid {what}")
+
+
+async def _get(request: web.Request) -> web.Response:
+    return web.json_response(_echo(request))
+
+
+async def _anything(request: web.Request) -> web.Response:
+    data, form, files, parsed = "", {}, {}, None
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        post = await request.post()
+        fields = [k for k, v in post.items() if not isinstance(v, web.FileField)]
+        form = _multi(post, fields)
+        files = {k: _text(v.file.read()) for k, v in post.items() if isinstance(v, web.FileField)}
+    else:
+        body = await request.read()
+        data = _text(body)
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+    return web.json_response(
+        {**_echo(request), "data": data, "files": files, "form": form, "json": parsed,
+         "method": request.method}
+    )  # fmt: skip
+
+
+async def _status(request: web.Request) -> web.Response:
+    try:
+        code = int(request.match_info["code"])
+    except ValueError:
+        raise _bad("status code") from None
+    if not 200 <= code <= 599:
+        raise _bad("status code")
+    return web.Response(status=code)
+
+
+async def _delay(request: web.Request) -> web.Response:
+    try:
+        seconds = float(request.match_info["seconds"])
+    except ValueError:
+        raise _bad("delay") from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise _bad("delay")
+    await asyncio.sleep(min(seconds, MAX_DELAY_S))
+    return web.json_response(_echo(request))
+
+
+async def _bytes(request: web.Request) -> web.Response:
+    try:
+        n = int(request.match_info["n"])
+    except ValueError:
+        raise _bad("byte count") from None
+    if n < 0:
+        raise _bad("byte count")
+    body = request.app[STATE].data_rng.bytes(min(n, MAX_BYTES))
+    return web.Response(body=body, content_type="application/octet-stream")
+
+
+async def _uuid(request: web.Request) -> web.Response:
+    value = uuid.UUID(bytes=request.app[STATE].data_rng.bytes(16), version=4)
+    return web.json_response({"uuid": str(value)})
+
+
+async def _headers_route(request: web.Request) -> web.Response:
+    return web.json_response({"headers": _headers(request)})
+
+
+def make_app(state: ServerState) -> web.Application:
+    """The app of one server run: the middleware, the routes, and ``state`` under STATE."""
+    app = web.Application(middlewares=[decide])
+    app[STATE] = state
+    app.router.add_get("/get", _get)
+    app.router.add_route("*", "/anything", _anything)
+    app.router.add_route("*", "/anything/{tail:.*}", _anything)
+    app.router.add_route("*", "/status/{code}", _status)
+    app.router.add_route("*", "/delay/{seconds}", _delay)
+    app.router.add_get("/bytes/{n}", _bytes)
+    app.router.add_get("/uuid", _uuid)
+    app.router.add_get("/headers", _headers_route)
+    return app
