@@ -58,8 +58,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.experiment)
     data = read_toml(path)
     server = data.pop("server", None)
-    exp, _ = experiment_from_toml(data, server)
-    result = run(exp, progress=not args.no_progress, loop=args.loop)
+    exp, local = experiment_from_toml(data, server)
+    try:
+        result = run(exp, progress=not args.no_progress, loop=args.loop)
+    finally:
+        if local is not None:  # the embedded server, started when the Experiment took it
+            local.stop()
     out = Path(args.out) if args.out else Path("data") / f"{path.stem}.parquet"
     result.save(out)
     print(runs_table([result]))

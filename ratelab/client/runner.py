@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from ratelab.analysis.result import Result
@@ -23,20 +23,6 @@ from ratelab.errors import ConfigError, RunError
 from ratelab.experiment.experiment import Experiment
 
 __all__ = ["arun", "run"]
-
-
-class _Box:
-    """Carries the Result out of ``asyncio.Runner.run``: restoring the Ctrl-C handler
-    formats the main task's repr, which would otherwise summarise the whole Result."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Result) -> None:
-        self.value = value
-
-
-async def _boxed(coro: Coroutine[Any, Any, Result]) -> _Box:
-    return _Box(await coro)
 
 
 def _check(experiment: object) -> Experiment:
@@ -53,13 +39,15 @@ async def _execute(exp: Experiment, progress: Progress | None, engine_box: list[
     except RunError as e:
         if e.records is not None:  # the rows so far, as a Result on the error
             store, meta = e.records  # type: ignore[misc]
-            e.result = _result(exp, store, meta)
+            e.result = await _result(exp, store, meta)
         raise
-    return _result(exp, store, meta)
+    return await _result(exp, store, meta)
 
 
-def _result(exp: Experiment, store: Any, meta: dict[str, Any]) -> Result:
-    server_log = fetch_server_log(exp.target, runs=[meta["run"]], t0=meta["t0_monotonic"])
+async def _result(exp: Experiment, store: Any, meta: dict[str, Any]) -> Result:
+    server_log = await asyncio.to_thread(
+        fetch_server_log, exp.target, runs=[meta["run"]], t0=meta["t0_monotonic"]
+    )
     if server_log is not None:
         server_log["run"] = server_log["run"].cat.remove_unused_categories()
     return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
@@ -126,7 +114,7 @@ def run(
         with asyncio.Runner(loop_factory=factory) as runner:
             bar = Progress(exp, progress)
             try:
-                return runner.run(_boxed(_execute(exp, bar, []))).value
+                return runner.run(_execute(exp, bar, []))
             finally:
                 bar.close()
     return _run_in_thread(exp, progress, factory)

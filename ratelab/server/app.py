@@ -3,12 +3,17 @@
 Routes (httpbin-compatible JSON): ``/get``, ``/anything[/...]``, ``/status/{code}``,
 ``/delay/{seconds}``, ``/bytes/{n}``, ``/uuid``, ``/headers``. Every request first passes
 :func:`ratelab.server.decide.decide` (policies, latency, faults, the log row).
+
+Beside them, ``GET /_ratelab/log?run=TOKEN[,TOKEN..]&t0=T`` answers a run's question "what
+did the server see of me?" with those rows of the request log as Parquet (this route is not
+logged and no policy applies to it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import math
 import uuid
@@ -18,10 +23,13 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from ratelab.server.decide import decide
+from ratelab.server.decide import LOG_PATH, decide
 from ratelab.server.state import STATE, ServerState
 
-__all__ = ["MAX_BYTES", "MAX_DELAY_S", "make_app"]
+__all__ = ["LOG_CONTENT_TYPE", "MAX_BYTES", "MAX_DELAY_S", "make_app"]
+
+#: The media type of the log route's answer.
+LOG_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 MAX_DELAY_S = 60.0  # /delay/{s} sleeps at most this long
 MAX_BYTES = 100 * 1024 * 1024  # /bytes/{n} sends at most this many bytes
@@ -130,6 +138,20 @@ async def _headers_route(request: web.Request) -> web.Response:
     return web.json_response({"headers": _headers(request)})
 
 
+async def _log(request: web.Request) -> web.Response:
+    """The log rows of the runs asked for, as Parquet (exact dtypes), times relative to
+    ``t0``: how a run finds the server's view of it, from any process on this machine."""
+    runs = [r for r in request.query.get("run", "").split(",") if r]
+    try:
+        t0 = float(request.query.get("t0", "0"))
+    except ValueError:
+        raise _bad("t0 must be a number (a time.monotonic() reading)") from None
+    frame = request.app[STATE].log.frame(t0=t0, run=runs)
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return web.Response(body=buf.getvalue(), content_type=LOG_CONTENT_TYPE)
+
+
 def make_app(state: ServerState) -> web.Application:
     """The app of one server run: the middleware, the routes, and ``state`` under STATE."""
     app = web.Application(middlewares=[decide])
@@ -142,4 +164,5 @@ def make_app(state: ServerState) -> web.Application:
     app.router.add_get("/bytes/{n}", _bytes)
     app.router.add_get("/uuid", _uuid)
     app.router.add_get("/headers", _headers_route)
+    app.router.add_get(LOG_PATH, _log)
     return app

@@ -28,6 +28,7 @@ __all__ = [
     "FAULT_RESET",
     "FAULT_STALL",
     "ID_HEADER",
+    "LOG_PATH",
     "NO_FAULT",
     "STATUS_CANCELLED",
     "STATUS_NO_RESPONSE",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 ID_HEADER = "X-Ratelab-Id"  # "{run}-{request_id}-{attempt}", sent by the ratelab client
+#: Where a run asks for its rows of the log (``?run=TOKEN[,TOKEN..]&t0=MONOTONIC``).
+LOG_PATH = "/_ratelab/log"
 STATUS_CANCELLED = 499  # logged for a request whose handling was cancelled (nginx's code)
 STATUS_NO_RESPONSE = 444  # logged for an injected connection reset (nginx's "no response")
 
@@ -162,7 +165,10 @@ async def _stall(request: web.Request, policy: Policy) -> None:
 
 @web.middleware
 async def decide(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """Every request passes here, and gets exactly one log row."""
+    """Every request passes here, and gets exactly one log row (but the log route itself,
+    which is the run asking for the log, not traffic)."""
+    if request.path == LOG_PATH:
+        return await handler(request)
     arrival = time.monotonic()
     state = request.app[STATE]
     run, request_id, attempt = parse_id(request.headers.get(ID_HEADER))

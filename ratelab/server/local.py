@@ -59,7 +59,6 @@ OVERLOAD_STATUS = 503
 _State = ServerState  # the registry's name for the thread state
 _running: set[_State] = set()  # every started, not yet stopped server (see stop_all)
 _running_lock = threading.Lock()
-_by_url: weakref.WeakValueDictionary[str, LocalServer] = weakref.WeakValueDictionary()
 
 
 def _stop_state(state: _State) -> None:
@@ -220,7 +219,6 @@ class LocalServer:
                 ) from exc
             raise
         self._port, self._state = port, state
-        _by_url[self.url] = self
         with _running_lock:
             _running.add(state)
         self._finalizer = weakref.finalize(self, _stop_state, state)
@@ -230,13 +228,6 @@ class LocalServer:
         """Stop serving: close the socket, stop and close the loop, join the thread. Idempotent."""
         if self._finalizer is not None:
             self._finalizer()  # calls _stop_state(state) once
-
-    @classmethod
-    def find(cls, url: str) -> LocalServer | None:
-        """The running LocalServer serving ``url`` (its base URL), if any: lets a run whose
-        target is ``server.url`` still attach the server's log to its Result."""
-        server = _by_url.get(url.rstrip("/"))
-        return server if server is not None and server.running else None
 
     @classmethod
     def stop_all(cls) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -60,16 +61,20 @@ class RequestLog:
         with self.cond:
             return self.cond.wait_for(lambda: len(self.rows) >= n, timeout)
 
-    def frame(self, *, t0: float | None = None, run: str | None = None) -> pd.DataFrame:
+    def frame(
+        self, *, t0: float | None = None, run: str | Collection[str] | None = None
+    ) -> pd.DataFrame:
         """A snapshot as a DataFrame with the columns :data:`LOG_COLUMNS`. With ``t0`` (a
-        ``time.monotonic()`` reading) times are relative to it; with ``run``, only that
-        run's rows."""
+        ``time.monotonic()`` reading) times are relative to it; with ``run`` (a run token
+        or several), only those runs' rows."""
         shift = 0.0 if t0 is None else _check_real("t0", t0)
         rows = self.snapshot()
         if run is not None:
-            if not isinstance(run, str):
-                raise ConfigError("run", run, "must be a run token (str) or None")
-            rows = [r for r in rows if r[0] == run]
+            many = not isinstance(run, str) and isinstance(run, Collection)
+            runs = set(run) if many else {run}
+            if not all(isinstance(r, str) for r in runs):
+                raise ConfigError("run", run, "must be a run token (str), several, or None")
+            rows = [r for r in rows if r[0] in runs]
         cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 9
         return pd.DataFrame(
             {

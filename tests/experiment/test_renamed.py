@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import ratelab as rl
-from ratelab.analysis.result import MARKER_KEY
-from ratelab.cli.main import experiment_from_toml
+from ratelab.analysis.files import MARKER_KEY
+from ratelab.cli.toml_files import experiment_from_toml
 from ratelab.experiment.distributions import as_distribution, parse_distribution
 from ratelab.experiment.strategies import as_strategy
 
