@@ -1,0 +1,1 @@
+"""The ``ratelab`` command line: argument parsing, commands, text tables, TOML files, the demo."""

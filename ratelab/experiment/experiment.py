@@ -1,7 +1,7 @@
-"""What to run: the immutable :class:`Experiment` and the open-loop arrival processes.
+"""What to run: the immutable, plain-data :class:`Experiment`.
 
     exp = rl.Experiment(
-        target="http://127.0.0.1:8080",       # or a LocalServer, or "https://httpbin.org"
+        target="http://127.0.0.1:8080",       # a URL (a LocalServer gives its own)
         endpoints={"/get": 1.0},               # path -> weight, or a plain "/get"
         requests=200, workers=10,
         think_time=rl.Uniform(0.05, 1.0),      # sleep before each request (default: none)

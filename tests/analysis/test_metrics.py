@@ -25,45 +25,11 @@ from ratelab.analysis.metrics import (
 from ratelab.analysis.result import Result
 from ratelab.experiment.experiment import Experiment
 from ratelab.experiment.strategies import ConnectionLimit, RateLimit
-from ratelab.records.schema import TIME_COLUMNS, empty_frame
+from ratelab.records.schema import empty_frame
+from ratelab.testing import make_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 NAN = math.nan
-
-
-def make_frame(**cols: object) -> pd.DataFrame:
-    """A records frame with the schema's columns and dtypes, filled from lists.
-
-    Unset columns get defaults: request ids 0..n-1, attempt 1, worker 0, "/get", "GET",
-    NaN times, status 200, no error, 0 bytes.
-    """
-    n = len(next(iter(cols.values())))  # type: ignore[arg-type]
-    ref = empty_frame()
-    unknown = set(cols) - set(ref.columns)
-    assert not unknown, unknown
-    defaults: dict[str, object] = {
-        "request_id": np.arange(n),
-        "attempt": np.ones(n),
-        "worker": np.zeros(n),
-        "endpoint": ["/get"] * n,
-        "method": ["GET"] * n,
-        **dict.fromkeys(TIME_COLUMNS, np.full(n, NAN)),
-        "status": np.full(n, 200),
-        "error": [None] * n,
-        "bytes": np.zeros(n),
-    }
-    data: dict[str, object] = {}
-    for c in ref.columns:
-        values = cols.get(c, defaults[c])
-        assert len(values) == n, c  # type: ignore[arg-type]
-        if isinstance(ref[c].dtype, pd.CategoricalDtype):
-            cats = sorted({v for v in values if v is not None})  # type: ignore[union-attr]
-            data[c] = pd.Categorical(values, categories=pd.Index(cats, dtype=object))
-        else:
-            data[c] = np.asarray(values, dtype=float).astype(ref[c].dtype)
-    df = pd.DataFrame(data)
-    assert list(df.dtypes.astype(str)) == list(ref.dtypes.astype(str))
-    return df
 
 
 def intervals(starts: list[float], ends: list[float], **more: object) -> pd.DataFrame:

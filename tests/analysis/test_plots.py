@@ -22,35 +22,9 @@ from ratelab.analysis import plots
 from ratelab.analysis.result import Result
 from ratelab.experiment.experiment import Experiment
 from ratelab.experiment.strategies import Concurrency, ConnectionLimit, RateLimit, Strategy
-from ratelab.records.schema import TIME_COLUMNS, empty_frame
+from ratelab.testing import make_frame
 
 NAN = math.nan
-
-
-def make_frame(**cols: object) -> pd.DataFrame:
-    """A records frame with the schema's columns and dtypes, filled from lists."""
-    n = len(next(iter(cols.values())))  # type: ignore[arg-type]
-    ref = empty_frame()
-    defaults: dict[str, object] = {
-        "request_id": np.arange(n),
-        "attempt": np.ones(n),
-        "worker": np.zeros(n),
-        "endpoint": ["/get"] * n,
-        "method": ["GET"] * n,
-        **dict.fromkeys(TIME_COLUMNS, np.full(n, NAN)),
-        "status": np.full(n, 200),
-        "error": [None] * n,
-        "bytes": np.zeros(n),
-    }
-    data: dict[str, object] = {}
-    for c in ref.columns:
-        values = cols.get(c, defaults[c])
-        if isinstance(ref[c].dtype, pd.CategoricalDtype):
-            cats = sorted({v for v in values if v is not None})  # type: ignore[union-attr]
-            data[c] = pd.Categorical(values, categories=pd.Index(cats, dtype=object))
-        else:
-            data[c] = np.asarray(values, dtype=float).astype(ref[c].dtype)
-    return pd.DataFrame(data)
 
 
 def timeline_frame() -> pd.DataFrame:
