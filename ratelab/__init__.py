@@ -76,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "RatelabError": "errors",
     "ConfigError": "errors",
     "ResultFileError": "errors",
+    "RunError": "errors",
     "allow_asyncio_run": "notebook",
 }
 #: public module -> where it lives
@@ -127,7 +128,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab.client.runner import arun, run
     from ratelab.client.shared_limit import RedisUnavailableError, SharedRateLimit
     from ratelab.client.sweep import sweep
-    from ratelab.errors import ConfigError, RatelabError, ResultFileError
+    from ratelab.errors import ConfigError, RatelabError, ResultFileError, RunError
     from ratelab.experiment.arrivals import Arrivals, Constant, Poisson
     from ratelab.experiment.distributions import (
         Distribution,

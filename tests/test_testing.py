@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,15 @@ def test_make_frame_errors_name_the_column() -> None:
         make_frame(latency_s=[1.0])
     with pytest.raises(rl.ConfigError, match=r"done_s=.* must have 2 values"):
         make_frame(sent_s=[0.0, 1.0], done_s=[1.0])
+
+
+def test_the_readme_example_gives_what_it_says() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Testing your own code exactly") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    scope: dict[str, object] = {"rl": rl}
+    exec(compile(code.group(1), "README.md", "exec"), scope)
+    admitted = scope["store"].to_frame().admitted_s.sort_values().to_numpy()  # type: ignore[attr-defined]
+    expected = [0.0] * 10 + [0.1 * k for k in range(1, 21)]  # as the comment says
+    assert admitted == pytest.approx(expected, abs=1e-9)
