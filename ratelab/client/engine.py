@@ -146,6 +146,7 @@ class Engine:
                     timeout_s=exp.timeout_s,
                 )  # fmt: skip
                 opened = True
+                self._send = transport.send  # bound once: the hot path calls it per attempt
             except Exception as e:
                 raise RunError(f"transport {transport.name}.open", e) from e
             self.t0 = self.stamps.t0 = now()
@@ -341,7 +342,7 @@ class Engine:
             s.admitted_s[row] = t
             s.sent_s[row] = t
             rid = row if attempt == 1 else int(s.request_id[row])
-            status, retry_header, nbytes = await self.transport.send(  # type: ignore[union-attr]
+            status, retry_header, nbytes = await self._send(
                 row, self.method, self.urls[code], f"{self.run_token}-{rid}-{attempt}"
             )
             s.status[row] = status

@@ -96,6 +96,7 @@ class AiohttpTransport(Transport):
         self, stamps: Stamps, *, limit: int, limit_per_host: int, timeout_s: float | None
     ) -> None:
         self.stamps = stamps
+        self._store, self._now = stamps.store, stamps.now  # fixed for the run (t0 is not)
         limits = {"limit": limit, "limit_per_host": limit_per_host}
         self._stamp_pool = bool(limit or limit_per_host)  # an unlimited pool never waits
         if self._stamp_pool:
@@ -109,12 +110,12 @@ class AiohttpTransport(Transport):
         )
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
-        st = self.stamps
         _current_id.set(request_id)
         if self._stamp_pool:
             _current_row.set(row)
         async with self.session.request(method, url) as resp:
-            st.store.headers_s[row] = st.now() - st.t0
+            st = self.stamps
+            self._store.headers_s[row] = self._now() - st.t0
             status = resp.status
             retry_after = resp.headers.get(hdrs.RETRY_AFTER) if status >= 400 else None
             body = await resp.read()
