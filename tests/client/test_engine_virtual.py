@@ -67,6 +67,18 @@ def test_every_rate_strategy_admits_on_its_exact_schedule(strategy, expected) ->
     assert np.sort(df.admitted_s.to_numpy()) == pytest.approx(expected, abs=NS)
 
 
+def test_adaptive_halves_its_rate_on_every_429() -> None:
+    # start at 10/s: gaps 0.1, then 1/5, then 1/2.5 as each 429 halves the rate
+    adaptive = rl.Adaptive(start_rate_per_s=10, min_rate_per_s=1, decrease=0.5, cooldown_s=0)
+    tr = ScriptedTransport(respond=lambda req: 429)
+    store, meta = run_virtual(
+        Engine(_exp(requests=4, workers=1, strategy=adaptive), base_url=URL, transport=tr).run()
+    )
+    df = store.to_frame()
+    assert df.admitted_s.to_numpy() == pytest.approx([0.0, 0.1, 0.3, 0.7], abs=NS)
+    assert [r for _, r in meta["adaptive_rate"]] == [10, 5, 2.5, 1.25, 1]
+
+
 def test_connection_limit_queues_fifo_and_stamps_the_pool_wait() -> None:
     tr = ScriptedTransport(latency_s=0.1)
     df = _run(_exp(requests=6, workers=6, strategy=rl.ConnectionLimit(2)), tr)
