@@ -92,18 +92,19 @@ def test_failures_are_rows_never_a_crash(fresh_server) -> None:
     srv = fresh_server()
     exp = rl.Experiment(
         target=srv,
-        endpoints={"/status/500": 1, "/delay/3": 1, "/get": 1},
-        requests=30, workers=30, timeout_s=0.3, seed=2,
+        endpoints={"/status/500": 1, "/delay/20": 1, "/get": 1},
+        requests=30, workers=30, timeout_s=2.0, seed=2,
     )  # fmt: skip
     df = rl.run(exp, progress=False).df
     assert len(df) == 30 and sorted(df.request_id) == list(range(30))
     by_ep = df.groupby("endpoint", observed=True)
     assert (by_ep.get_group("/status/500").status == 500).all()
-    slow = by_ep.get_group("/delay/3")
+    slow = by_ep.get_group("/delay/20")
     assert (slow.error == "TimeoutError").all() and (slow.status == 0).all()
-    # the timeout fired at ~0.3 s: never before, and well before the 3 s answer
-    assert ((slow.done_s - slow.sent_s) >= 0.3 - 1e-3).all()
-    assert ((slow.done_s - slow.sent_s) < 2.0).all()
+    # the timeout fired at 2 s: never before, and long before the 20 s answer (the margin is
+    # for a loaded machine; the exact timing is tested on the virtual clock)
+    assert ((slow.done_s - slow.sent_s) >= 2.0 - 1e-3).all()
+    assert ((slow.done_s - slow.sent_s) < 10.0).all()
     assert (by_ep.get_group("/get").status == 200).all()
 
 
@@ -205,8 +206,8 @@ async def test_cancelling_arun_returns_a_partial_result(fresh_server) -> None:
 
 def test_keyboard_interrupt_in_a_notebook_style_run_returns_a_partial_result(fresh_server) -> None:
     srv = fresh_server()
-    # 40 requests of 0.2 s on 2 workers: 4 s if nothing stops it
-    exp = rl.Experiment(target=srv, endpoints="/delay/0.2", requests=40, workers=2)
+    # 40 requests of 1 s on 2 workers: 20 s if nothing stops it
+    exp = rl.Experiment(target=srv, endpoints="/delay/1", requests=40, workers=2)
 
     def interrupt_when_busy() -> None:
         _wait_until_seen(srv, 1)
@@ -227,8 +228,9 @@ def test_keyboard_interrupt_in_a_notebook_style_run_returns_a_partial_result(fre
     cancelled = result.df.error == ERROR_CANCELLED
     assert cancelled.sum() > 0
     assert (result.df.status[~cancelled] == 200).all()
-    # it stopped within a second of the interrupt, long before the 4 s the run needed
-    assert result.df.done_s.max() < 2.0
+    # it stopped soon after the interrupt (within a second on a quiet machine; the bound
+    # leaves room for a loaded one), long before the 20 s the run needed
+    assert result.df.done_s.max() < 10.0
     assert not [t for t in threading.enumerate() if t.name == "ratelab-run"], "no thread left"
 
 

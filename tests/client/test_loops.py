@@ -181,9 +181,9 @@ def test_rate_limit_on_uvloop_keeps_its_rate(server: rl.LocalServer) -> None:
     Ahead: by t seconds after the first admission, at most r + r t admissions (burst +
     leak; 1 ms of slack: uvloop's loop.time(), which the bucket leaks by, is whole
     milliseconds). Behind: the last of n admissions comes by (n - r) / r seconds (the burst
-    of r is free), within a tolerance of 10% for a busy machine: a stall lets the bucket
-    leak and re-admit, so it delays the tail by little, while the fault this guards against
-    (every 1 ms wait rounded up by a tick) would double the time. The steady-rate figure
+    of r is free), within a tolerance of 50% for a busy machine (measured: 1.95 s for 1.6 s
+    with both cores loaded four times over), while the fault this guards against (every
+    1 ms wait rounded up by a tick) would double the time. The steady-rate figure
     itself is measured in benchmarks/bench_uvloop.py, not asserted here."""
     r, n = 1000, 2600
     exp = rl.Experiment(
@@ -194,7 +194,7 @@ def test_rate_limit_on_uvloop_keeps_its_rate(server: rl.LocalServer) -> None:
     admitted = np.sort(df["admitted_s"].to_numpy())
     elapsed = admitted - admitted[0]
     assert (np.arange(1, n + 1) <= r + r * (elapsed + 1e-3)).all()
-    assert elapsed[-1] <= (n - r) / r * 1.10
+    assert elapsed[-1] <= (n - r) / r * 1.50
 
 
 def test_processes_run_on_the_asked_loop(server: rl.LocalServer) -> None:
