@@ -42,7 +42,13 @@ if TYPE_CHECKING:
 
 __all__ = ["asimulate", "check_simulation", "simulate"]
 
-_NOT_SIMULATED = ("SharedRateLimit",)  # guards on an outside service's clock (Redis)
+_NOT_SIMULATED = ("SharedRateLimit",)
+#: The simulation has no sockets: poll for I/O (the loop's wake-up pipe) every so often only.
+_POLL_EVERY = 64
+
+
+def _loop() -> VirtualClockLoop:
+    return VirtualClockLoop(poll_every=_POLL_EVERY)  # guards on an outside service's clock (Redis)
 
 
 def check_simulation(experiment: object, server: object, rtt_s: object) -> LocalServer | None:
@@ -88,13 +94,6 @@ def check_simulation(experiment: object, server: object, rtt_s: object) -> Local
                 f"{type(part).__name__} keeps its count in Redis, on Redis's real clock: "
                 "it cannot be simulated on a virtual one",
             )  # fmt: skip
-    faults = server.faults if server is not None else None
-    if faults is not None and faults.stall_rate > 0 and exp.timeout_s is None:
-        raise ConfigError(
-            "timeout_s", None,
-            "the server stalls requests (Faults(stall_rate>0)) and the client never gives up: "
-            "a stalled request would never end; set Experiment(timeout_s=...)",
-        )  # fmt: skip
     return server
 
 
@@ -152,11 +151,11 @@ def simulate(
     loopback target (a target elsewhere needs a server model). ``rtt_s`` is the fixed network
     round trip, part of every request's latency. Works in scripts and in Jupyter; an
     interrupt returns the partial Result. What cannot be simulated (``processes > 1``,
-    uvloop, ``SharedRateLimit``, stalls with no client timeout) raises
+    uvloop, ``SharedRateLimit``) raises
     :class:`~ratelab.errors.ConfigError` before anything runs.
     """
     server = check_simulation(experiment, server, rtt_s)
-    return _run_in_thread(experiment, progress, VirtualClockLoop, _executor(server, float(rtt_s)))
+    return _run_in_thread(experiment, progress, _loop, _executor(server, float(rtt_s)))
 
 
 async def asimulate(
@@ -170,4 +169,4 @@ async def asimulate(
     loop (the simulation runs on a virtual-clock loop in a worker thread)."""
     server = check_simulation(experiment, server, rtt_s)
     execute = _executor(server, float(rtt_s))
-    return await asyncio.to_thread(_run_in_thread, experiment, progress, VirtualClockLoop, execute)
+    return await asyncio.to_thread(_run_in_thread, experiment, progress, _loop, execute)
