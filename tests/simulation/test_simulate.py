@@ -190,3 +190,19 @@ async def test_inside_a_running_loop() -> None:
     b = await rl.asimulate(exp, progress=False)
     pd.testing.assert_frame_equal(a.df, b.df)
     assert b.meta["clock"] == "virtual"
+
+
+def test_sweep_simulated() -> None:
+    base = _exp(requests=40, workers=20, strategy=rl.ConnectionLimit(10))
+    server = rl.LocalServer(rate_limit=rl.ServerRateLimit(1000, 1.0))
+    sw = rl.sweep(base, simulate=True, server=server, progress=False,
+                  latency=[rl.Fixed(0.1), rl.Fixed(0.2)])  # fmt: skip
+    assert [r.meta["clock"] for r in sw.results] == ["virtual", "virtual"]
+    # 40 requests through 10 connections: 4 rounds of latency + rtt
+    assert [r.df.done_s.max() for r in sw.results] == pytest.approx(
+        [4 * (0.1 + DEFAULT_RTT_S), 4 * (0.2 + DEFAULT_RTT_S)], abs=1e-6
+    )
+    with pytest.raises(rl.ConfigError):
+        rl.sweep(base.replace(processes=2), simulate=True, workers=[1, 2])
+    with pytest.raises(rl.ConfigError):
+        rl.sweep(base, server=server, workers=[1, 2])
