@@ -36,6 +36,7 @@ KNOWN: dict[str, tuple[list[str], list[str], float]] = {
     "uvloop": (["--smoke"], [], 600),
     "instructions": (["--smoke"], [], 1800),
     "analysis": (["--rows", "2000"], [], 600),
+    "simulate": (["--smoke"], [], 600),
 }
 DEFAULT: tuple[list[str], list[str], float] = (["--smoke"], [], 600)
 

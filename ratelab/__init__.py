@@ -48,6 +48,9 @@ _EXPORTS: dict[str, str] = {
     "sweep": "client.sweep",
     "SharedRateLimit": "client.shared_limit",
     "RedisUnavailableError": "client.shared_limit",
+    # simulation: the same run on a virtual clock, against a simulated server
+    "simulate": "simulation.runner",
+    "asimulate": "simulation.runner",
     # server: the local target
     "LocalServer": "server.local",
     "serve": "server.local",
@@ -152,4 +155,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab.notebook import allow_asyncio_run
     from ratelab.server.local import LocalServer, serve
     from ratelab.server.policies import Faults, ServerRateLimit
+    from ratelab.simulation.runner import asimulate, simulate
     from ratelab.testing import redis as redis_server

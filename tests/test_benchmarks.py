@@ -17,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ALL = ROOT / "benchmarks" / "run_all.py"
-NAMES = ("overhead", "rate", "timing", "memory", "recipe", "uvloop", "instructions", "analysis")
+NAMES = ("overhead", "rate", "timing", "memory", "recipe", "uvloop", "instructions", "analysis",
+         "simulate")  # fmt: skip
 MACHINE_KEYS = {"platform", "python", "cpu_count", "packages", "date"}
 
 
@@ -41,7 +42,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
 
 
 def test_smoke_mode_is_recorded(reports: dict[str, Any]) -> None:
-    for name in NAMES[:-1]:  # bench_analysis.py has no --smoke (run_all passes --rows)
+    for name in (n for n in NAMES if n != "analysis"):  # analysis: --rows, no --smoke
         assert reports[name].get("smoke") is True, name
 
 
@@ -156,3 +157,13 @@ def test_analysis(reports: dict[str, dict[str, Any]]) -> None:
     assert r["rows"] == 2000
     for name in ("summary", "throughput", "concurrency", "windows"):
         assert _positive(r["results"][name]["ratio"]), name
+
+
+def test_simulate(reports: dict[str, dict[str, Any]]) -> None:
+    r = reports["simulate"]
+    for name, entry in r["runs"].items():
+        for run in entry["repeats"]:
+            assert run["rows"] == run["server_log_rows"] == entry["requests"], name
+            assert _positive(run["requests_per_cpu_s"]) and _positive(run["virtual_over_wall"])
+    for key in ("requests_per_cpu_s", "minute_speedup", "day_speedup"):
+        assert _positive(r[key]), key

@@ -13,7 +13,9 @@ import pytest
 import ratelab
 
 PACKAGE = Path(ratelab.__file__).resolve().parent
-LAYERS = ("experiment", "client", "records", "server", "analysis", "cli", "testing")
+LAYERS = (
+    "experiment", "client", "records", "server", "simulation", "analysis", "cli", "testing"
+)  # fmt: skip
 
 
 def _modules() -> dict[str, Path]:

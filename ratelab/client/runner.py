@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ratelab.analysis.result import Result
@@ -50,6 +50,7 @@ async def _result(exp: Experiment, store: Any, meta: dict[str, Any]) -> Result:
     )
     if server_log is not None:
         server_log["run"] = server_log["run"].cat.remove_unused_categories()
+    meta["clock"] = "real"
     return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
 
 
@@ -121,10 +122,15 @@ def run(
 
 
 def _run_in_thread(
-    exp: Experiment, progress: bool, factory: Callable[[], asyncio.AbstractEventLoop]
+    exp: Experiment,
+    progress: bool,
+    factory: Callable[[], asyncio.AbstractEventLoop],
+    execute: Callable[[Experiment, Progress | None, list[Engine]], Awaitable[Result]] | None = None,
 ) -> Result:
     """Run on a worker thread with its own loop; the calling thread feeds the progress bar
-    and turns a KeyboardInterrupt into a cancellation of the run."""
+    and turns a KeyboardInterrupt into a cancellation of the run. ``execute`` (default: a
+    real run) makes the Result and puts its Engine in the list it is given."""
+    execute = _execute if execute is None else execute
     bar = Progress(exp, progress)
     box: dict[str, Any] = {}
     engines: list[Engine] = []
@@ -135,7 +141,7 @@ def _run_in_thread(
     def target() -> None:
         loop = factory()
         try:
-            task = loop.create_task(_execute(exp, None, engines))
+            task = loop.create_task(execute(exp, None, engines))  # type: ignore[arg-type]
             box["loop"], box["task"] = loop, task
             started.set()
             box["result"] = loop.run_until_complete(task)

@@ -34,7 +34,7 @@ from ratelab.experiment.experiment import Experiment, is_loopback
 from ratelab.experiment.strategies import Strategy
 
 if TYPE_CHECKING:
-    pass
+    from ratelab.server.local import LocalServer
 
 __all__ = ["LATENCY_KEY", "sweep", "valid_keys"]
 
@@ -118,7 +118,14 @@ def _summary_frame(rows: list[dict[str, Any]], results: list[Result]) -> pd.Data
 # --------------------------------------------------------------------------- sweep
 
 
-def sweep(experiment: Experiment, *, progress: bool = True, **grid: Any) -> SweepResult:
+def sweep(
+    experiment: Experiment,
+    *,
+    progress: bool = True,
+    simulate: bool = False,
+    server: LocalServer | None = None,
+    **grid: Any,
+) -> SweepResult:
     """Run ``experiment`` once per point of the cartesian product of ``grid``.
 
     ``grid`` maps Experiment field names (``strategy=[...]``, ``workers=[...]``,
@@ -126,6 +133,10 @@ def sweep(experiment: Experiment, *, progress: bool = True, **grid: Any) -> Swee
     (distributions or seconds) runs each point against a fresh
     ``LocalServer(latency=value, seed=experiment.seed)``, so the target must be a
     LocalServer or a 127.0.0.1 URL. Every point is validated before the first runs.
+
+    ``simulate=True`` runs every point with :func:`rl.simulate <ratelab.simulate>` (a
+    virtual clock, a simulated server: ``server``, a LocalServer describing it, or None);
+    with ``latency=[...]`` each point simulates ``server``'s policies with that latency.
 
     One progress bar counts points (``progress=False`` hides it). A KeyboardInterrupt (or
     an interrupted run) stops the sweep: the points done so far come back, with
@@ -138,6 +149,13 @@ def sweep(experiment: Experiment, *, progress: bool = True, **grid: Any) -> Swee
     points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*checked.values())]
     # validate every point up front: a bad value fails before anything runs
     exps = [experiment.replace(**{k: v for k, v in p.items() if k != LATENCY_KEY}) for p in points]
+    if server is not None and not simulate:
+        raise ConfigError("server", server, "is the simulated server: use it with simulate=True")
+    if simulate:
+        from ratelab.simulation.runner import check_simulation
+
+        for point, exp in zip(points, exps, strict=True):
+            check_simulation(exp, _sim_server(server, point, experiment.seed), 0.0)
 
     results: list[Result] = []
     rows: list[dict[str, Any]] = []
@@ -149,7 +167,13 @@ def sweep(experiment: Experiment, *, progress: bool = True, **grid: Any) -> Swee
         for point, exp in zip(points, exps, strict=True):
             bar.set_postfix_str(", ".join(f"{k}={_display(v)}" for k, v in point.items()))
             try:
-                result = _run_point(exp, point, experiment.seed)
+                if simulate:
+                    from ratelab.simulation.runner import simulate as _simulate
+
+                    sim_server = _sim_server(server, point, experiment.seed)
+                    result = _simulate(exp, sim_server, progress=False)
+                else:
+                    result = _run_point(exp, point, experiment.seed)
             except KeyboardInterrupt:
                 interrupted = True
                 break
@@ -168,6 +192,23 @@ def sweep(experiment: Experiment, *, progress: bool = True, **grid: Any) -> Swee
         interrupted=interrupted,
         partial=partial,
     )
+
+
+def _sim_server(
+    server: LocalServer | None, point: Mapping[str, Any], seed: int | None
+) -> LocalServer | None:
+    """The simulated server of a point: ``server``, with the point's latency if it has one."""
+    if LATENCY_KEY not in point:
+        return server
+    from ratelab.server.local import LocalServer
+
+    if server is None:
+        return LocalServer(latency=point[LATENCY_KEY], seed=seed)
+    return LocalServer(
+        latency=point[LATENCY_KEY], seed=server.seed if server.seed is not None else seed,
+        rate_limit=server.rate_limit, max_concurrency=server.max_concurrency,
+        overload_status=server.overload_status, faults=server.faults,
+    )  # fmt: skip
 
 
 def _run_point(exp: Experiment, point: Mapping[str, Any], seed: int | None) -> Result:

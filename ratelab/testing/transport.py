@@ -10,21 +10,22 @@
     store, meta = run_virtual(engine.run())
     transport.sent    # every attempt as the "server" saw it: time, url, request id, attempt
 
-Each attempt takes a pooled connection (FIFO, as aiohttp's ``TCPConnector`` with ``limit``
-and ``limit_per_host`` for one host, stamping ``pool_queued_s``/``pool_acquired_s`` and
-``sent_s`` when it waited), then ``latency_s`` on the loop's clock, then stamps
-``headers_s`` and answers ``respond(request)``: a status, ``(status, headers)``, or an
-exception instance to raise (the attempt's failure).
+Each attempt takes a pooled connection (:class:`~ratelab.simulation.pool.SimulatedPool`:
+aiohttp's ``TCPConnector`` semantics with ``limit`` and ``limit_per_host`` for one host,
+stamping ``pool_queued_s``/``pool_acquired_s`` and ``sent_s`` when it waited), then
+``latency_s`` on the loop's clock, then stamps ``headers_s`` and answers
+``respond(request)``: a status, ``(status, headers)``, or an exception instance to raise
+(the attempt's failure).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ratelab.client.transports.base import Reply, Stamps, Transport
+from ratelab.simulation.pool import SimulatedPool
 
 __all__ = ["ScriptedTransport", "SentRequest"]
 
@@ -65,51 +66,24 @@ class ScriptedTransport(Transport):
         self.respond = respond
         self.body_bytes = body_bytes
         self.sent: list[SentRequest] = []
-        self.max_in_use = 0
 
     async def open(
         self, stamps: Stamps, *, limit: int, limit_per_host: int, timeout_s: float | None
     ) -> None:
         self.stamps = stamps
-        caps = [c for c in (limit, limit_per_host) if c]
-        self.cap = min(caps) if caps else 0  # one host: the tighter cap binds
-        self.in_use = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.pool = SimulatedPool(stamps, limit=limit, limit_per_host=limit_per_host)
         self.timeout_s = timeout_s
         self.closed = False
 
-    async def _acquire(self, row: int) -> None:
-        if self.cap and self.in_use >= self.cap:
-            st = self.stamps
-            st.store.pool_queued_s[row] = st.at()
-            fut = asyncio.get_running_loop().create_future()
-            self.waiters.append(fut)
-            try:
-                await fut  # the releasing attempt hands its connection over
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self._release()  # handed over just as we were cancelled: pass it on
-                elif fut in self.waiters:
-                    self.waiters.remove(fut)
-                raise
-            t = st.at()
-            st.store.pool_acquired_s[row] = t
-            st.store.sent_s[row] = t
-        else:
-            self.in_use += 1
-        self.max_in_use = max(self.max_in_use, self.in_use)
-
-    def _release(self) -> None:
-        while self.waiters:
-            fut = self.waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)  # the connection moves to the first waiter
-                return
-        self.in_use -= 1
+    @property
+    def max_in_use(self) -> int:
+        """The most connections in use at once (0 before the run)."""
+        pool = getattr(self, "pool", None)
+        return 0 if pool is None else pool.max_in_use
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         st = self.stamps
-        await self._acquire(row)
+        await self.pool.acquire(row)
         try:
             _run, rid, attempt = request_id.rsplit("-", 2)
             req = SentRequest(st.at(), row, method, url, int(rid), int(attempt))
@@ -128,7 +102,7 @@ class ScriptedTransport(Transport):
             retry_after = headers.get("Retry-After") if status >= 400 else None
             return status, retry_after, self.body_bytes
         finally:
-            self._release()
+            self.pool.release()
 
     async def aclose(self) -> None:
         self.closed = True

@@ -27,14 +27,23 @@ class _FastForwardSelector:
     """Wraps the loop's selector: when no I/O is ready, time jumps to the next timer instead
     of the loop sleeping. Real I/O still works (it is polled without blocking)."""
 
-    def __init__(self, real: selectors.BaseSelector, loop: VirtualClockLoop) -> None:
+    def __init__(
+        self, real: selectors.BaseSelector, loop: VirtualClockLoop, poll_every: int = 1
+    ) -> None:
         self._real = real
         self._loop = loop
+        self._poll_every = poll_every
+        self._skipped = 0
 
     def select(self, timeout: float | None = None) -> list[Any]:
-        events = self._real.select(0)
-        if events:
-            return events
+        if self._poll_every == 1 or timeout is None or self._skipped >= self._poll_every:
+            self._skipped = 0
+            events = self._real.select(0)
+            if events:
+                return events
+        else:  # a callback put in by another thread is already in the ready queue
+            self._skipped += 1
+            events = []
         if timeout == 0:
             # Callbacks are ready: let a picosecond pass. Code that re-arms a timer "now"
             # until the clock moves (aiolimiter does, on a float residue of its level)
@@ -60,12 +69,17 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     """An event loop whose ``time()`` is virtual: it starts at 0 and jumps straight to the
     next timer when every task is waiting on one (plus TICK_S per busy iteration). Code that
     reads time from ``loop.time()`` (aiolimiter, asyncio.sleep, the engine) sees repeatable
-    times, exact to well under a nanosecond."""
+    times, exact to well under a nanosecond.
 
-    def __init__(self) -> None:
+    ``poll_every=N`` polls for I/O only every N iterations (and whenever nothing is ready):
+    for runs with no sockets (a simulation), where the poll is a system call per iteration
+    that finds nothing. Callbacks from other threads (``call_soon_threadsafe``) still run
+    at once: they are queued, not polled for."""
+
+    def __init__(self, *, poll_every: int = 1) -> None:
         super().__init__()
         self.now = 0.0
-        self._selector = _FastForwardSelector(self._selector, self)  # type: ignore[assignment]
+        self._selector = _FastForwardSelector(self._selector, self, poll_every)  # type: ignore[assignment]
 
     def time(self) -> float:
         return self.now
