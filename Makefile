@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("ratelab needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks,redis,uvloop]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,notebooks,redis,uvloop,httpx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -34,6 +34,7 @@ KNOWN: dict[str, tuple[list[str], list[str], float]] = {
     "memory": (["--smoke"], [], 600),
     "recipe": (["--smoke"], [], 300),
     "uvloop": (["--smoke"], [], 600),
+    "httpx": (["--smoke"], [], 1800),
     "instructions": (["--smoke"], [], 1800),
     "analysis": (["--rows", "2000"], [], 600),
     "simulate": (["--smoke"], [], 600),

@@ -17,8 +17,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ALL = ROOT / "benchmarks" / "run_all.py"
-NAMES = ("overhead", "rate", "timing", "memory", "recipe", "uvloop", "instructions", "analysis",
-         "simulate")  # fmt: skip
+NAMES = (
+    "overhead", "rate", "timing", "memory", "recipe", "uvloop", "httpx", "instructions",
+    "analysis", "simulate",
+)  # fmt: skip
 MACHINE_KEYS = {"platform", "python", "cpu_count", "packages", "date"}
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ratelab.client.loops import loop_name, stamp_clock, timer_delay_s
+from ratelab.client.transports import transport_for
 from ratelab.client.transports.base import Stamps, Transport
 from ratelab.errors import RunError
 from ratelab.experiment.experiment import Experiment
@@ -72,8 +73,8 @@ class _Failed(Exception):
 class Engine:
     """Runs one Experiment once. ``completed`` counts finished attempts (for progress bars).
 
-    ``transport`` sends the attempts (default: a fresh
-    :class:`~ratelab.client.transports.aiohttp_transport.AiohttpTransport`); ``clock`` is
+    ``transport`` sends the attempts (default: a fresh one for the Experiment's ``client``,
+    :func:`ratelab.client.transports.transport_for`); ``clock`` is
     read for every stamp (default: the running loop's clock, see
     :func:`ratelab.client.loops.stamp_clock`). A clock must advance with the loop's timers:
     the engine waits with ``asyncio.sleep``.
@@ -122,10 +123,8 @@ class Engine:
         self.loop = loop
         self.now = now = self.clock if self.clock is not None else stamp_clock(loop)
         exp = self.experiment
-        if self.transport is None:
-            from ratelab.client.transports.aiohttp_transport import AiohttpTransport
-
-            self.transport = AiohttpTransport()
+        if self.transport is None:  # the Experiment's client: aiohttp (default) or httpx
+            self.transport = transport_for(exp.client)
         transport = self.transport
         self._build_guards()
         self.retry_rng = random.Random(exp.seed)

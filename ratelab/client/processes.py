@@ -93,6 +93,7 @@ from ratelab.analysis.result import Result, load
 from ratelab.client.loops import loop_factory
 from ratelab.client.progress import Progress
 from ratelab.client.server_log import fetch_server_log
+from ratelab.client.transports import check_client_installed
 from ratelab.errors import ConfigError, RatelabError
 from ratelab.experiment.arrivals import Constant, Poisson
 from ratelab.experiment.experiment import Experiment
@@ -372,6 +373,7 @@ def run_processes(experiment: Experiment, *, processes: int, progress: bool = Tr
             f"must be <= workers={exp.workers}: every process needs at least one worker",
         )  # fmt: skip
     loop_factory(exp.loop)  # uvloop asked for but not installed: say so before forking
+    check_client_installed(exp.client)  # likewise httpx
     modules = _modules(exp)
     for part in exp.strategy.parts:  # e.g. SharedRateLimit: is Redis there? (fail early)
         preflight = getattr(part, "preflight", None)

@@ -34,7 +34,7 @@ from ratelab.experiment.strategies import Strategy, as_strategy
 if TYPE_CHECKING:
     from ratelab.server.local import LocalServer
 
-__all__ = ["Experiment", "is_loopback"]
+__all__ = ["CLIENTS", "Experiment", "is_loopback"]
 
 
 #: Against a host that is not loopback, ratelab refuses more than this unless ``polite=False``.
@@ -54,6 +54,10 @@ def is_loopback(url: str) -> bool:
 
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+#: The HTTP clients a run can send with (``client=``); whether the chosen one is installed
+#: is checked when a run starts, so a saved Result loads anywhere.
+CLIENTS = ("aiohttp", "httpx")
 
 
 def _is_server(value: object) -> bool:
@@ -112,6 +116,10 @@ class Experiment:
     ``target`` is the base URL. A :class:`~ratelab.LocalServer` may be given instead: its URL
     is taken (the server is started first if it is not running, and keeps running until it
     is stopped or the interpreter exits).
+
+    ``client`` is the HTTP client that sends the requests: ``"aiohttp"`` (the default) or
+    ``"httpx"`` (``pip install 'ratelab[httpx]'``; checked when a run starts).
+    ``result.meta["transport"]`` says which ran.
     """
 
     target: str
@@ -128,6 +136,7 @@ class Experiment:
     polite: bool = True
     processes: int = 1
     loop: str = "asyncio"
+    client: str = "aiohttp"
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -160,6 +169,10 @@ class Experiment:
             raise ConfigError("name", self.name, "must be a string or None")
         s(self, "processes", integer("processes", self.processes, minimum=1))
         s(self, "loop", check_loop(self.loop))
+        if self.client not in CLIENTS:
+            raise ConfigError(
+                "client", self.client, f"must be one of {', '.join(map(repr, CLIENTS))}"
+            )
         if not isinstance(self.polite, bool):
             raise ConfigError("polite", self.polite, "must be True or False")
         if self.polite:
@@ -220,6 +233,7 @@ class Experiment:
             "polite": self.polite,
             "processes": self.processes,
             "loop": self.loop,
+            "client": self.client,
         }
 
     @classmethod

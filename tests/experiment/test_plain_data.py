@@ -26,6 +26,7 @@ EXPERIMENTS = {
         name="all of it",
         processes=2,
         loop="uvloop",
+        client="httpx",
         strategy=rl.RateLimit(20, 2)
         + rl.ConnectionLimit(10, per_host=5)
         + rl.Concurrency(3, endpoint="/slow")
@@ -56,6 +57,13 @@ def test_to_dict_from_dict_round_trips_exactly_through_json(exp: rl.Experiment) 
     data = json.loads(json.dumps(exp.to_dict()))  # plain data: JSON can carry it
     back = rl.Experiment.from_dict(data)
     assert back == exp and back.to_dict() == exp.to_dict()
+
+
+def test_saved_data_without_a_client_loads_as_aiohttp() -> None:
+    data = rl.Experiment(target=URL, client="httpx").to_dict()
+    assert data["client"] == "httpx"
+    del data["client"]  # plain data saved before the field existed
+    assert rl.Experiment.from_dict(data).client == "aiohttp"
 
 
 def test_a_local_server_target_is_held_as_its_url() -> None:

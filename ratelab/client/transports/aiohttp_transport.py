@@ -24,16 +24,12 @@ import aiohttp
 import numpy as np
 from aiohttp import hdrs
 
-from ratelab.client.transports.base import Reply, Stamps, Transport
-from ratelab.versions import versions
+from ratelab.client.transports.base import ID_HEADER, Reply, Stamps, Transport, user_agent
 
 __all__ = ["ID_HEADER", "USER_AGENT", "AiohttpTransport", "error_name"]
 
-#: The header that carries ``"{run}-{request_id}-{attempt}"`` so the server log joins the rows.
-ID_HEADER = "X-Ratelab-Id"
-
 #: Every request names ratelab (politeness towards hosts that are not this machine).
-USER_AGENT = f"ratelab/{versions()['ratelab']} (+aiohttp)"
+USER_AGENT = user_agent("aiohttp")
 
 #: The row of the attempt the current task is sending (read by the pool-stamping connector).
 _current_row: ContextVar[int] = ContextVar("ratelab_row", default=-1)

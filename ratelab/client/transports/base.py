@@ -21,8 +21,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ratelab.records.store import RecordStore
+from ratelab.versions import versions
 
-__all__ = ["Reply", "Stamps", "Transport"]
+__all__ = ["ID_HEADER", "Reply", "Stamps", "Transport", "user_agent"]
+
+#: The header that carries ``"{run}-{request_id}-{attempt}"`` so the server log joins the
+#: rows. Every transport writes it (and :func:`user_agent`) on every attempt.
+ID_HEADER = "X-Ratelab-Id"
+
+
+def user_agent(client: str) -> str:
+    """The User-Agent of every request: it names ratelab (politeness towards hosts that are
+    not this machine) and the HTTP client that sent it, e.g. ``ratelab/0.1 (+httpx)``."""
+    return f"ratelab/{versions()['ratelab']} (+{client})"
+
 
 #: What :meth:`Transport.send` returns: (HTTP status, the ``Retry-After`` header of a
 #: response with status >= 400 or None, response body size in bytes).

@@ -1,0 +1,194 @@
+"""httpx as the client: ``Experiment(client="httpx")`` (needs ``pip install 'ratelab[httpx]'``).
+
+One ``httpx.AsyncClient`` per run, built in :meth:`HttpxTransport.open` inside the running
+loop, on an ``httpx.AsyncHTTPTransport`` (no proxies from the environment, as with aiohttp).
+
+Connection caps. httpx (httpcore) has one cap for the whole pool and none per host, so
+``ConnectionLimit(n, per_host=m)`` becomes ``httpx.Limits(max_connections=min(n, m))``
+(the nonzero ones; none: unlimited, ``max_connections=None``; httpx's default of 100 would
+otherwise be a hidden strategy). That is exact for ratelab, since every request of an
+Experiment goes to its one target host. ``max_keepalive_connections`` is the same number,
+so a connection is never closed for being idle beyond httpx's default 20.
+
+Timeout. ``timeout_s`` is the attempt's *total* time, as with aiohttp's
+``ClientTimeout(total=)``: the whole attempt (pool wait, connect, request, headers, body)
+runs under ``asyncio.timeout(timeout_s)``, and a late attempt's row says ``TimeoutError``.
+httpx's own per-phase timeouts (``httpx.Timeout``) are switched off: each bounds one phase
+only (connect, each read, the pool wait), so an attempt could take several times
+``timeout_s``; and each arms a timer of its own per read.
+
+Pool waits. httpcore queues a request that finds no free connection in
+``AsyncConnectionPool``. :class:`_PoolStampingPool` subclasses it:
+``_assign_requests_to_connections`` runs first in the sending task right after httpcore
+queued the new request (no ``await`` in between), so if that request is still without a
+connection it waited: ``pool_queued_s``. The wait ends when the task resumes and hands the
+request to a connection, :meth:`_StampingConnection.handle_async_request` (the pool makes
+its connections through ``create_connection``): ``pool_acquired_s`` and ``sent_s``. The
+row travels in a ``ContextVar`` set by the sending task. Used only when a connection limit
+exists (an unlimited pool never queues). httpx's ``trace`` extension would also show it, but
+it calls an async callback for every event of every request (about 12 per request; measured
+in ``benchmarks/README.md``).
+
+Errors are named as with aiohttp: the exception's class, except that a connection failure
+names its OS-level cause (``ConnectionRefusedError``, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar
+from typing import Any
+
+import httpcore
+import httpx
+
+from ratelab.client.transports.base import ID_HEADER, Reply, Stamps, Transport, user_agent
+
+__all__ = ["USER_AGENT", "HttpxTransport", "error_name", "httpx_limits"]
+
+USER_AGENT = user_agent("httpx")
+
+#: The row of the attempt this task is sending, until the pool has decided whether it waits.
+_pending_row: ContextVar[int] = ContextVar("ratelab_httpx_pending_row", default=-1)
+#: The row of the attempt this task is sending, while it waits for a pooled connection.
+_waiting_row: ContextVar[int] = ContextVar("ratelab_httpx_waiting_row", default=-1)
+
+
+def httpx_limits(limit: int, limit_per_host: int) -> httpx.Limits:
+    """The strategy's caps (0: none) as httpx's pool limits: the tighter of the two, since
+    httpx has no per-host cap and an Experiment has one host."""
+    caps = [c for c in (limit, limit_per_host) if c]
+    n = min(caps) if caps else None
+    return httpx.Limits(max_connections=n, max_keepalive_connections=n)
+
+
+def error_name(exc: BaseException) -> str:
+    """The ``error`` value of a failed attempt: the exception's class name, except that a
+    connection failure names its OS-level cause (``ConnectionRefusedError``, ...), found
+    down the exception's chain (httpx.ConnectError <- httpcore.ConnectError <- OSError)."""
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        for _ in range(8):  # a short chain; never loop on a cycle
+            cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                break
+            if isinstance(cause, OSError) and type(cause) is not OSError:
+                return type(cause).__name__
+    return type(exc).__name__
+
+
+class _StampingConnection(httpcore.AsyncHTTPConnection):
+    """A pooled connection that, when a task that waited for the pool hands it its request,
+    stamps the end of the wait (the request goes out now)."""
+
+    def __init__(self, stamps: Stamps, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._stamps = stamps
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        row = _waiting_row.get()
+        if row >= 0:
+            _waiting_row.set(-1)
+            st = self._stamps
+            t = st.now() - st.t0
+            st.store.pool_acquired_s[row] = t
+            st.store.sent_s[row] = t
+        return await super().handle_async_request(request)
+
+
+class _PoolStampingPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool, stamping when a request had to queue for a connection."""
+
+    def __init__(self, stamps: Stamps, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._stamps = stamps
+
+    def _assign_requests_to_connections(self) -> list[Any]:
+        closing = super()._assign_requests_to_connections()
+        row = _pending_row.get()
+        if row >= 0:  # the first call in the sending task: its request is the newest
+            _pending_row.set(-1)
+            requests = self._requests
+            if requests and requests[-1].is_queued():
+                st = self._stamps
+                st.store.pool_queued_s[row] = st.now() - st.t0
+                _waiting_row.set(row)
+        return closing
+
+    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+        return _StampingConnection(
+            self._stamps,
+            origin=origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self._keepalive_expiry,
+            http1=self._http1,
+            http2=self._http2,
+            retries=self._retries,
+            local_address=self._local_address,
+            uds=self._uds,
+            network_backend=self._network_backend,
+            socket_options=self._socket_options,
+        )
+
+
+def _http_transport(stamps: Stamps, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's transport over the given limits; its pool stamps waits when it is capped."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    if limits.max_connections is not None:
+        pool = transport._pool  # the pool httpx built: take its settings (and SSL context)
+        transport._pool = _PoolStampingPool(
+            stamps,
+            ssl_context=pool._ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
+        )
+    return transport
+
+
+class HttpxTransport(Transport):
+    """httpx's ``AsyncClient`` over real sockets (``Experiment(client="httpx")``)."""
+
+    name = "httpx"
+
+    async def open(
+        self, stamps: Stamps, *, limit: int, limit_per_host: int, timeout_s: float | None
+    ) -> None:
+        self.stamps = stamps
+        limits = httpx_limits(limit, limit_per_host)
+        self._stamp_pool = limits.max_connections is not None  # unlimited never waits
+        self._timeout_s = timeout_s
+        self.client = httpx.AsyncClient(
+            transport=_http_transport(stamps, limits),
+            timeout=httpx.Timeout(None),  # the total is asyncio.timeout's (module docstring)
+            headers={"User-Agent": USER_AGENT},
+            trust_env=False,
+        )
+
+    async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
+        st = self.stamps
+        client = self.client
+        if self._stamp_pool:
+            _pending_row.set(row)
+            _waiting_row.set(-1)
+        async with asyncio.timeout(self._timeout_s):
+            request = client.build_request(method, url, headers={ID_HEADER: request_id})
+            resp = await client.send(request, stream=True)
+            try:
+                st.store.headers_s[row] = st.now() - st.t0
+                status = resp.status_code
+                retry_after = resp.headers.get("retry-after") if status >= 400 else None
+                body = await resp.aread()
+            finally:
+                await resp.aclose()
+        return status, retry_after, len(body)
+
+    def error_name(self, exc: BaseException) -> str:
+        return error_name(exc)
+
+    async def aclose(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            await client.aclose()
