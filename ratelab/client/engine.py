@@ -24,6 +24,7 @@ was recorded, with the requests that never finished marked ``CancelledError``.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import secrets
 import sys
@@ -49,16 +50,24 @@ __all__ = ["Engine", "parse_retry_after"]
 
 
 def parse_retry_after(value: str) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110)."""
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110).
+
+    None when the value is neither (or ``nan``). The result may be huge or ``inf``
+    (``Retry-After: inf``, a date in the year 9999): :meth:`Retry.backoff` caps it at
+    ``max_backoff_s``."""
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return None if math.isnan(seconds) else max(0.0, seconds)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, says RFC 5322
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 

@@ -361,7 +361,8 @@ MAX_ATTEMPTS = 32_767
 class Retry(Strategy):
     """Retry failed attempts: up to ``max_attempts`` in all, after an exponential backoff
     (``backoff_s * 2**(attempt-1)``, capped at ``max_backoff_s``, with full jitter unless
-    ``jitter=False``); with ``honor_retry_after`` a server's ``Retry-After`` sets the wait.
+    ``jitter=False``); with ``honor_retry_after`` a server's ``Retry-After`` sets the wait,
+    capped at ``max_backoff_s`` too (a bogus ``Retry-After: inf`` cannot stall a run).
     Retried: the ``statuses`` and every exception but cancellation. Each attempt is its
     own row (``attempt`` 1, 2, ...); for a retry, dequeued_s → ready_s is the backoff."""
 
@@ -394,7 +395,8 @@ class Retry(Strategy):
     def backoff(self, attempt: int, retry_after_s: float | None, u: float) -> float:
         """Seconds to wait before attempt ``attempt + 1``; ``u`` is a uniform draw in [0, 1)."""
         if self.honor_retry_after and retry_after_s is not None:
-            return retry_after_s
+            # a server's wait, but never beyond max_backoff_s (Retry-After: inf, year 9999)
+            return min(retry_after_s, self.max_backoff_s)
         cap = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
         return cap * u if self.jitter else cap
 
