@@ -180,7 +180,8 @@ def test_adaptive_paces_cuts_on_429_and_creeps_up(virtual_clock) -> None:
 def test_retry_backoff_is_exponential_capped_and_honours_retry_after() -> None:
     r = rl.Retry(max_attempts=5, backoff_s=0.1, max_backoff_s=0.3, jitter=False)
     assert [r.backoff(a, None, 0.5) for a in (1, 2, 3, 4)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
-    assert r.backoff(1, 2.0, 0.5) == 2.0
+    assert r.backoff(1, 0.25, 0.5) == 0.25  # the server's wait...
+    assert r.backoff(1, 2.0, 0.5) == 0.3  # ...capped at max_backoff_s (issue 17 item 2)
     assert rl.Retry(backoff_s=0.1, jitter=True).backoff(2, None, 0.25) == pytest.approx(0.05)
     assert rl.Retry(honor_retry_after=False, jitter=False).backoff(1, 5.0, 0.0) == 0.1
     assert r.should_retry(503, None) and r.should_retry(0, "TimeoutError")
