@@ -172,7 +172,9 @@ class RateLimit(Strategy):
 
     A fresh limiter admits ``max_rate`` at once (its bucket starts empty), so
     ``RateLimit(20)`` sends ~40 requests in its first second; ``RateLimit(1, period_s=0.05)``
-    is the burst-free form of 20/s. (``per_s=`` is the deprecated name of ``period_s``.)
+    is the burst-free form of 20/s. ``max_rate`` is at least 1 (aiolimiter cannot hand out
+    one request from a smaller bucket): 0.5/s is ``RateLimit(1, period_s=2)``. (``per_s=``
+    is the deprecated name of ``period_s``.)
     """
 
     max_rate: float
@@ -181,6 +183,14 @@ class RateLimit(Strategy):
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_rate", positive_number("RateLimit(max_rate)", self.max_rate))
         object.__setattr__(self, "period_s", positive_number("RateLimit(period_s)", self.period_s))
+        if self.max_rate < 1:  # aiolimiter cannot acquire 1 from a bucket smaller than 1
+            raise ConfigError(
+                "RateLimit(max_rate)", self.max_rate,
+                "must be >= 1: it is a count of requests per period_s, and aiolimiter "
+                "refuses to acquire more than that capacity",
+                f"For {self.max_rate / self.period_s:g} requests/s use "
+                f"RateLimit(1, period_s={self.period_s / self.max_rate:g})",
+            )  # fmt: skip
 
     def guard(self) -> Guard:
         from ratelab.client.guards import LimiterGuard

@@ -113,6 +113,7 @@ def test_run_defaults_to_data_dir(
         (("[server]\n", "[server]\nlatncy = 1\n"), "server.latncy=1 is invalid"),
         (("seed = 1\n\n", "seed = 1\ntarget = 'http://127.0.0.1:1'\n"), "leave it out"),
         (("workers = 3", "workers = "), "invalid TOML"),
+        (("max_rate = 400", "max_rate = 0.5"), "use RateLimit(1, period_s=2)"),
     ],
 )
 def test_bad_experiment_file_exits_2_with_the_message(

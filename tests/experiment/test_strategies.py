@@ -207,3 +207,17 @@ def test_bad_reactive_strategy_input(make, parameter: str) -> None:
     with pytest.raises(rl.ConfigError) as info:
         make()
     assert info.value.parameter == parameter
+
+
+@pytest.mark.parametrize(
+    ("max_rate", "period_s", "hint"),
+    [(0.5, 1.0, "RateLimit(1, period_s=2)"), (0.25, 0.5, "RateLimit(1, period_s=2)")],
+)
+def test_rate_limit_below_one_per_period_is_refused_with_its_burst_free_form(
+    max_rate: float, period_s: float, hint: str
+) -> None:
+    # issue 17 item 5: RateLimit(0.5) was accepted and every request failed in aiolimiter
+    with pytest.raises(rl.ConfigError, match=r"must be >= 1") as e:
+        rl.RateLimit(max_rate, period_s=period_s)
+    assert e.value.parameter == "RateLimit(max_rate)" and hint in str(e.value)
+    assert rl.RateLimit(1, period_s=2).steady_rate_per_s == 0.5  # the suggestion is valid
