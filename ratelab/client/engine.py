@@ -40,7 +40,7 @@ from ratelab.client.loops import loop_name, stamp_clock, timer_delay_s
 from ratelab.client.transports import transport_for
 from ratelab.client.transports.base import Stamps, Transport
 from ratelab.errors import RunError
-from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.experiment import Experiment, check_drawn
 from ratelab.experiment.strategies import Retry
 from ratelab.records.schema import ERROR_CANCELLED
 from ratelab.records.store import RecordStore
@@ -115,6 +115,10 @@ class Engine:
         codes = rng.choice(len(self.endpoints), size=n, p=weights / weights.sum())
         self.think_s = exp.think_time.sample(rng, n) if exp.think_time is not None else None
         self.arrival_s = exp.arrivals.times(rng, n) if exp.arrivals is not None else None
+        if self.think_s is not None:  # LogNormal(1, 1e10) draws inf: a sleep for ever
+            check_drawn("think_time", exp.think_time, self.think_s)
+        if self.arrival_s is not None:
+            check_drawn("arrivals", exp.arrivals, self.arrival_s)
         self.codes: list[int] = codes.tolist()  # cheaper to index than numpy
         self.method = exp.method
         self.store = RecordStore(n, endpoints=self.endpoints, methods=[exp.method])
@@ -164,7 +168,8 @@ class Engine:
                     self.queue.put_nowait(i)
             else:
                 tasks.append(loop.create_task(self._produce()))
-            tasks += [loop.create_task(self._worker(w)) for w in range(exp.workers)]
+            workers = max(1, min(exp.workers, exp.requests))  # more would only idle
+            tasks += [loop.create_task(self._worker(w)) for w in range(workers)]
             if self.on_tick is not None:
                 tasks.append(loop.create_task(self._ticker()))
             await self._until_done(tasks)

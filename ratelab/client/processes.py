@@ -254,6 +254,22 @@ def _modules(exp: Experiment) -> list[str]:
     return out
 
 
+def _check_main_module(n: int) -> None:
+    """Spawned children re-import the main module from its file: a script read from
+    standard input (``python - < run.py``, ``__file__ == "<stdin>"``) has none, and every
+    child would die at start. Say so before starting any."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is not None and not os.path.exists(path):
+        raise ConfigError(
+            "processes", n,
+            f"needs a main module that child processes can import, but it is {path!r} "
+            "(a script on standard input?): the 'spawn' start method re-imports the main "
+            "script from its file in every child. Save the script to a file and run that, "
+            "or use processes=1",
+        )  # fmt: skip
+
+
 def _slices(exp: Experiment, n: int, url: str) -> tuple[list[dict[str, Any]], list[int]]:
     """The children's experiments (plain data) and their request offsets."""
     requests = split_evenly(exp.requests, n)
@@ -372,6 +388,7 @@ def run_processes(experiment: Experiment, *, processes: int, progress: bool = Tr
             "processes", processes,
             f"must be <= workers={exp.workers}: every process needs at least one worker",
         )  # fmt: skip
+    _check_main_module(n)
     loop_factory(exp.loop)  # uvloop asked for but not installed: say so before forking
     check_client_installed(exp.client)  # likewise httpx
     modules = _modules(exp)

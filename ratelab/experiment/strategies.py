@@ -392,8 +392,10 @@ class Retry(Strategy):
                 raise ConfigError(f"Retry({name})", getattr(self, name), "must be True or False")
         try:
             statuses = tuple(int(x) for x in self.statuses)  # type: ignore[union-attr]
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError("Retry(statuses)", self.statuses, "must be HTTP status codes") from e
+        if any(isinstance(x, bool) or x != int(x) for x in self.statuses):  # 500.7 is no code
+            raise ConfigError("Retry(statuses)", self.statuses, "must be whole HTTP status codes")
         if not all(100 <= x <= 599 for x in statuses):
             raise ConfigError("Retry(statuses)", self.statuses, "must be codes in 100..599")
         object.__setattr__(self, "statuses", statuses)
@@ -449,7 +451,12 @@ def as_strategy(value: object, *, parameter: str = "strategy") -> Strategy:
         data = dict(value)
         kind = data.pop("type", None)
         if kind == "Combined":
-            return as_strategy(list(data.get("parts", [])), parameter=parameter)
+            parts = data.get("parts", [])
+            if not isinstance(parts, list | tuple):
+                raise ConfigError(
+                    f"{parameter}.parts", parts, "must be a list of strategies (plain data)"
+                )
+            return as_strategy(list(parts), parameter=parameter)
         cls = Strategy._types.get(str(kind))
         if cls is None:
             raise ConfigError(

@@ -284,3 +284,21 @@ def test_convenience_methods_delegate(runs: dict[str, Result]) -> None:
     assert w.limit == 200.0  # RateLimit(400) over half a second
     assert w.complied == (w.max_sent <= 200)
     assert runs["clean"].windows(limit=3).complied is False  # 12 requests sent at once
+
+
+@pytest.mark.parametrize("path", ["", "   ", None, 3])
+def test_save_and_load_need_a_file_path(path: Any) -> None:
+    from ratelab.errors import ConfigError
+    from ratelab.testing import make_frame
+
+    result = Result(
+        df=make_frame(sent_s=[0.0], done_s=[0.1]),
+        experiment=Experiment(target="http://127.0.0.1:9"),
+        meta={},
+    )
+    with pytest.raises(ConfigError) as e:
+        result.save(path)
+    assert e.value.parameter == "path"
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert e.value.parameter == "path"

@@ -186,3 +186,28 @@ def test_run_with_processes_delegates_and_records_it(server) -> None:
     assert set(via_field.df.process) == {0, 1}
     with pytest.raises(rl.ConfigError, match="processes"):
         rl.Experiment(target=server, processes=0)
+
+
+def test_processes_from_a_script_on_standard_input_say_why(tmp_path) -> None:
+    # issue 17 item 11: every spawned child died at start ("exited with code 1")
+    import subprocess
+    import sys
+
+    script = (
+        "import ratelab as rl\n"
+        "exp = rl.Experiment(target='http://127.0.0.1:9', requests=8, workers=4)\n"
+        "try:\n"
+        "    rl.run(exp, processes=4, progress=False)\n"
+        "except rl.ConfigError as e:\n"
+        "    print('PARAMETER', e.parameter)\n"
+        "    print(e)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root}
+    proc = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path,
+        env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "PARAMETER processes" in proc.stdout
+    assert "'<stdin>'" in proc.stdout and "Save the script to a file" in proc.stdout
