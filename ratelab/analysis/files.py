@@ -217,7 +217,8 @@ def write_result(
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
+            # page checksums: a flipped bit in the data is an error on reading, not a value
+            pq.write_table(table, f, compression="zstd", write_page_checksum=True)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -247,11 +248,36 @@ def read_result(path: str | os.PathLike[str]) -> ResultParts:
     if not path.is_file():
         raise _fail(path, "not a file")
     try:
-        pf = pq.ParquetFile(path, thrift_string_size_limit=_THRIFT_STRING_LIMIT)
+        pf = pq.ParquetFile(
+            path, thrift_string_size_limit=_THRIFT_STRING_LIMIT, page_checksum_verification=True
+        )
     except (pa.ArrowException, OSError) as e:
         raise _fail(path, f"not a readable Parquet file (truncated or corrupt?): {e}") from e
     with pf:
-        return _read(path, pf)
+        try:
+            parts = _read(path, pf)
+        except ResultFileError:
+            raise
+        except (pa.ArrowException, OSError, ValueError, TypeError, KeyError, AttributeError,
+                IndexError, OverflowError, RecursionError) as e:  # fmt: skip
+            # damaged metadata (dtypes, meta tags, pandas metadata, deep JSON) or data
+            raise _fail(path, f"the file is damaged ({type(e).__name__}: {e})") from e
+    _check_columns(path, parts.df)
+    return parts
+
+
+def _check_columns(path: Path, df: pd.DataFrame) -> None:
+    """Every column a Result needs (``records.schema.COLUMNS``), with its dtype."""
+    from ratelab.records.schema import COLUMNS
+
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise _fail(path, f"the records lack the columns {missing}: not a ratelab run's records")
+    for name, (dtype, _unit, _meaning) in COLUMNS.items():
+        if str(df[name].dtype) != dtype:
+            raise _fail(
+                path, f"the records' column {name!r} is {df[name].dtype}, not {dtype}: damaged"
+            )
 
 
 def _read(path: Path, pf: pq.ParquetFile) -> ResultParts:

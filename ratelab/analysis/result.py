@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ratelab.analysis.files import read_result, write_result
+from ratelab.errors import ConfigError
 from ratelab.experiment.experiment import Experiment
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Result:
         server log. See :func:`ratelab.analysis.files.write_result`.
         """
         return write_result(
-            path,
+            _file_path("path", path),
             df=self.df,
             experiment=self.experiment,
             meta=self.meta,
@@ -213,7 +214,18 @@ def load(path: str | os.PathLike[str]) -> Result:
     Raises :class:`~ratelab.errors.ResultFileError`, naming the file, when it is missing,
     is not a ratelab result, is truncated or corrupt, or was written by a newer ratelab.
     """
-    parts = read_result(path)
+    parts = read_result(_file_path("path", path))
     return Result(
         df=parts.df, experiment=parts.experiment, meta=parts.meta, server_log=parts.server_log
     )
+
+
+def _file_path(parameter: str, path: object) -> str | os.PathLike[str]:
+    """``path`` if it names a file: a non-empty str or os.PathLike (not None, not "")."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+        if isinstance(path, bytes):
+            return path  # type: ignore[return-value]
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(parameter, path, "must be a file path such as 'runs/run.parquet'")
+    return path

@@ -58,7 +58,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.experiment)
     data = read_toml(path)
     server = data.pop("server", None)
-    exp, local = experiment_from_toml(data, server)
+    try:
+        exp, local = experiment_from_toml(data, server)
+    except OSError as e:  # the [server] table's port is taken, or not ours to bind
+        print(f"error: {path}: [server]: {e}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         result = run(exp, progress=not args.no_progress, loop=args.loop)
     finally:
@@ -120,7 +124,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     check_tables(data, ["experiment", "server", "grid", "plot"])
     if "grid" not in data or not isinstance(data["grid"], Mapping):
         raise ConfigError("grid", data.get("grid"), "a sweep file needs a [grid] table of lists")
-    exp, local = experiment_from_toml(data.get("experiment", {}), data.get("server"))
+    try:
+        exp, local = experiment_from_toml(data.get("experiment", {}), data.get("server"))
+    except OSError as e:  # the [server] table's port is taken, or not ours to bind
+        print(f"error: {path}: [server]: {e}", file=sys.stderr)
+        return EXIT_FAILED
     grid = dict(data["grid"])
     plot_opts = data.get("plot", {})
     if not isinstance(plot_opts, Mapping) or set(plot_opts) - {"x", "y", "hue"}:

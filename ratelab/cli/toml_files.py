@@ -39,6 +39,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:  # a binary file: TOML is UTF-8 text
+        raise UsageError(f"{path}: invalid TOML: not UTF-8 text ({e.reason})") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
 

@@ -24,6 +24,7 @@ was recorded, with the requests that never finished marked ``CancelledError``.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import secrets
 import sys
@@ -39,7 +40,7 @@ from ratelab.client.loops import loop_name, stamp_clock, timer_delay_s
 from ratelab.client.transports import transport_for
 from ratelab.client.transports.base import Stamps, Transport
 from ratelab.errors import RunError
-from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.experiment import Experiment, check_drawn
 from ratelab.experiment.strategies import Retry
 from ratelab.records.schema import ERROR_CANCELLED
 from ratelab.records.store import RecordStore
@@ -49,16 +50,24 @@ __all__ = ["Engine", "parse_retry_after"]
 
 
 def parse_retry_after(value: str) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110)."""
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110).
+
+    None when the value is neither (or ``nan``). The result may be huge or ``inf``
+    (``Retry-After: inf``, a date in the year 9999): :meth:`Retry.backoff` caps it at
+    ``max_backoff_s``."""
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return None if math.isnan(seconds) else max(0.0, seconds)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+    if when.tzinfo is None:  # "-0000": UTC, says RFC 5322
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
@@ -106,6 +115,10 @@ class Engine:
         codes = rng.choice(len(self.endpoints), size=n, p=weights / weights.sum())
         self.think_s = exp.think_time.sample(rng, n) if exp.think_time is not None else None
         self.arrival_s = exp.arrivals.times(rng, n) if exp.arrivals is not None else None
+        if self.think_s is not None:  # LogNormal(1, 1e10) draws inf: a sleep for ever
+            check_drawn("think_time", exp.think_time, self.think_s)
+        if self.arrival_s is not None:
+            check_drawn("arrivals", exp.arrivals, self.arrival_s)
         self.codes: list[int] = codes.tolist()  # cheaper to index than numpy
         self.method = exp.method
         self.store = RecordStore(n, endpoints=self.endpoints, methods=[exp.method])
@@ -155,7 +168,8 @@ class Engine:
                     self.queue.put_nowait(i)
             else:
                 tasks.append(loop.create_task(self._produce()))
-            tasks += [loop.create_task(self._worker(w)) for w in range(exp.workers)]
+            workers = max(1, min(exp.workers, exp.requests))  # more would only idle
+            tasks += [loop.create_task(self._worker(w)) for w in range(workers)]
             if self.on_tick is not None:
                 tasks.append(loop.create_task(self._ticker()))
             await self._until_done(tasks)

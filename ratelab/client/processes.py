@@ -58,10 +58,16 @@ each child's engine updates every 0.1 s (its ``on_tick``).
 Interrupt (Ctrl-C, the kernel's Stop button): the parent sends SIGINT to every child (once:
 a child ignores repeats, e.g. the terminal's own SIGINT to the process group); each child
 cancels its run, which keeps what it recorded, unfinished requests marked
-``CancelledError``; the merged Result has ``meta["interrupted"] = True``. A child that
-hands in nothing (interrupted while still starting) is listed in ``meta["lost_processes"]``
-and its requests are missing from the frame; if none has anything, KeyboardInterrupt is
-raised. A second KeyboardInterrupt in the parent stops waiting. Children are always
+``CancelledError``; the merged Result has ``meta["interrupted"] = True``.
+
+A lost child: one that dies without a word (SIGKILL, the OOM killer) or hands in nothing
+(interrupted while still starting) does not lose the run. The others go on (or start
+without it) and the merged Result keeps their rows; the lost process is listed in
+``meta["lost_processes"]`` (why, in ``meta["lost_reasons"]``), and each of its requests is
+one row with ``error`` = ``"ProcessLost"`` (:data:`ERROR_PROCESS_LOST`) and no times: what
+it recorded died with it. If no child has anything, KeyboardInterrupt (interrupted) or
+RatelabError is raised. A child that *raises* still ends the run with RatelabError and
+its traceback. A second KeyboardInterrupt in the parent stops waiting. Children are always
 joined; one that does not finish in time is terminated, then killed: no process is left
 behind. Signals are POSIX: on Windows an interrupt ends the children without their
 partial records.
@@ -99,7 +105,7 @@ from ratelab.experiment.arrivals import Constant, Poisson
 from ratelab.experiment.experiment import Experiment
 from ratelab.records.schema import TIME_COLUMNS
 
-__all__ = ["PROCESS_COLUMN", "run_processes", "split_evenly"]
+__all__ = ["ERROR_PROCESS_LOST", "PROCESS_COLUMN", "run_processes", "split_evenly"]
 
 #: The column of the merged frame (and server log) naming the process, 0..N-1.
 PROCESS_COLUMN = "process"
@@ -254,6 +260,22 @@ def _modules(exp: Experiment) -> list[str]:
     return out
 
 
+def _check_main_module(n: int) -> None:
+    """Spawned children re-import the main module from its file: a script read from
+    standard input (``python - < run.py``, ``__file__ == "<stdin>"``) has none, and every
+    child would die at start. Say so before starting any."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is not None and not os.path.exists(path):
+        raise ConfigError(
+            "processes", n,
+            f"needs a main module that child processes can import, but it is {path!r} "
+            "(a script on standard input?): the 'spawn' start method re-imports the main "
+            "script from its file in every child. Save the script to a file and run that, "
+            "or use processes=1",
+        )  # fmt: skip
+
+
 def _slices(exp: Experiment, n: int, url: str) -> tuple[list[dict[str, Any]], list[int]]:
     """The children's experiments (plain data) and their request offsets."""
     requests = split_evenly(exp.requests, n)
@@ -286,13 +308,17 @@ class _Fleet:
     counts: Any
     ready: set[int] = field(default_factory=set)
     done: dict[int, str] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)  # raised: its traceback
+    lost: dict[int, str] = field(default_factory=dict)  # died without a word (SIGKILL, OOM)
     exited_at: dict[int, float] = field(default_factory=dict)
     signalled: bool = False
 
     @property
     def open(self) -> list[int]:
-        return [k for k in range(len(self.procs)) if k not in self.done and k not in self.errors]
+        return [
+            k for k in range(len(self.procs))
+            if k not in self.done and k not in self.errors and k not in self.lost
+        ]  # fmt: skip
 
     def poll(self, timeout: float) -> None:
         """Take the messages that arrive within ``timeout``; note children that died."""
@@ -316,7 +342,8 @@ class _Fleet:
                 first = self.exited_at.setdefault(k, now)
                 if now - first > 1.0:
                     code = self.procs[k].exitcode
-                    self.errors[k] = f"exited with code {code} without sending a result"
+                    how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                    self.lost[k] = f"{how} without sending a result"
 
     def interrupt(self) -> None:
         """SIGINT to every child still running (once), and let waiting ones go."""
@@ -372,6 +399,7 @@ def run_processes(experiment: Experiment, *, processes: int, progress: bool = Tr
             "processes", processes,
             f"must be <= workers={exp.workers}: every process needs at least one worker",
         )  # fmt: skip
+    _check_main_module(n)
     loop_factory(exp.loop)  # uvloop asked for but not installed: say so before forking
     check_client_installed(exp.client)  # likewise httpx
     modules = _modules(exp)
@@ -381,8 +409,8 @@ def run_processes(experiment: Experiment, *, processes: int, progress: bool = Tr
             preflight()
     data, offsets = _slices(exp, n, exp.target)
     with tempfile.TemporaryDirectory(prefix="ratelab-processes-") as out_dir:
-        results, interrupted = _run_fleet(exp, n, data, modules, out_dir, progress)
-    return _merge(exp, results, offsets, interrupted=interrupted)
+        results, interrupted, lost = _run_fleet(exp, n, data, modules, out_dir, progress)
+    return _merge(exp, results, offsets, interrupted=interrupted, lost=lost, data=data)
 
 
 def _run_fleet(
@@ -392,7 +420,7 @@ def _run_fleet(
     modules: list[str],
     out_dir: str,
     progress: bool,
-) -> tuple[dict[int, Result], bool]:
+) -> tuple[dict[int, Result], bool, dict[int, str]]:
     ctx = multiprocessing.get_context("spawn")
     fleet = _Fleet(
         procs=[], messages=ctx.Queue(), go=ctx.Event(), counts=ctx.Array("q", n, lock=False)
@@ -415,7 +443,9 @@ def _run_fleet(
                 fleet.procs.append(p)
                 p.start()
             started = time.monotonic()
-            while len(fleet.ready | fleet.errors.keys()) < n and not fleet.errors:
+            while (
+                len(fleet.ready | fleet.errors.keys() | fleet.lost.keys()) < n and not fleet.errors
+            ):
                 if time.monotonic() - started > STARTUP_TIMEOUT_S:
                     raise RatelabError(
                         f"only {len(fleet.ready)} of {n} processes were ready after "
@@ -423,7 +453,7 @@ def _run_fleet(
                     )
                 fleet.poll(TICK_S)
             if not fleet.errors:
-                fleet.go.set()  # every child built its engine: start together
+                fleet.go.set()  # every child built its engine (or died): start together
             while fleet.open and not fleet.errors:
                 fleet.poll(TICK_S)
                 tick()
@@ -444,8 +474,13 @@ def _run_fleet(
     if not results:
         if interrupted:  # stopped before any process had anything to show
             raise KeyboardInterrupt
-        raise RatelabError(f"none of the {n} processes returned a result")
-    return results, interrupted
+        why = "; ".join(f"process {k} {how}" for k, how in sorted(fleet.lost.items()))
+        raise RatelabError(f"none of the {n} processes returned a result: {why}")
+    lost = dict(fleet.lost)
+    for k in range(n):  # interrupted while still starting: nothing handed in
+        if k not in results and k not in lost:
+            lost[k] = "interrupted before it handed in a result"
+    return results, interrupted, lost
 
 
 # ------------------------------------------------------------------ merging
@@ -474,7 +509,10 @@ def _merge(
     offsets: list[int],
     *,
     interrupted: bool,
+    lost: dict[int, str] | None = None,
+    data: list[dict[str, Any]] | None = None,
 ) -> Result:
+    lost = lost or {}
     t0 = {k: float(r.meta["t0_monotonic"]) for k, r in results.items()}
     t_min = min(t0.values())
     frames = []
@@ -486,6 +524,12 @@ def _merge(
         df["request_id"] = df["request_id"] + offsets[k]
         df[PROCESS_COLUMN] = np.full(len(df), k, np.int16)
         frames.append(df)
+    for k in sorted(lost):  # what it was to send: one row per request, marked
+        if data is not None:
+            df = _lost_rows(Experiment.from_dict(data[k]))
+            df["request_id"] = df["request_id"] + offsets[k]
+            df[PROCESS_COLUMN] = np.full(len(df), k, np.int16)
+            frames.append(df)
     df = pd.concat(_union_categoricals(frames), ignore_index=True)
     df = df.sort_values(["request_id", "attempt"], kind="stable", ignore_index=True)
 
@@ -524,9 +568,9 @@ def _merge(
         runs=[p["run"] for p in process_meta],
         process_meta=process_meta,
     )
-    lost = [k for k in range(len(offsets)) if k not in results]
     if lost:
-        meta["lost_processes"] = lost
+        meta["lost_processes"] = sorted(lost)
+        meta["lost_reasons"] = {str(k): why for k, why in sorted(lost.items())}
 
     runs = {p["run"]: p["process"] for p in process_meta}
     log = fetch_server_log(exp.target, runs=list(runs), t0=t_min)
@@ -539,3 +583,25 @@ def _merge(
         log[PROCESS_COLUMN] = proc
         server_log = log
     return Result(df=df, experiment=exp, meta=meta, server_log=server_log)
+
+
+#: The ``error`` of every request of a process that died without handing in its records.
+ERROR_PROCESS_LOST = "ProcessLost"
+
+
+def _lost_rows(child: Experiment) -> pd.DataFrame:
+    """One row per request of a lost process: attempt 1, no times, ``error`` =
+    :data:`ERROR_PROCESS_LOST`. The endpoint is drawn as the child's engine drew it (the
+    same seed; arbitrary when ``seed`` is None): what it did send died with it."""
+    from ratelab.records.store import RecordStore
+
+    n = child.requests
+    endpoints = list(child.endpoints)
+    weights = np.array([child.endpoints[p] for p in endpoints])  # type: ignore[index]
+    codes = np.random.default_rng(child.seed).choice(
+        len(endpoints), size=n, p=weights / weights.sum()
+    )
+    store = RecordStore(n, endpoints=endpoints, methods=[child.method])
+    store.add_requests(np.arange(n), codes, np.zeros(n, np.int32))
+    store.error[:n] = store.error_code(ERROR_PROCESS_LOST)
+    return store.to_frame()

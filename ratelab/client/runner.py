@@ -10,6 +10,7 @@ library never patches the caller's loop.
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -157,6 +158,7 @@ def _run_in_thread(
 
     thread = threading.Thread(target=target, name="ratelab-run", daemon=True)
     thread.start()
+    restore = _raise_on_sigint()
     try:
         try:
             while not finished.wait(0.1):
@@ -172,7 +174,30 @@ def _run_in_thread(
         if engines:
             bar.update_to(engines[0].completed)
     finally:
+        restore()
         bar.close()
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def _raise_on_sigint() -> Callable[[], None]:
+    """While the calling thread waits for the run: make SIGINT raise KeyboardInterrupt
+    here, so Ctrl-C cancels the run and the partial Result comes back. Inside
+    ``asyncio.run(...)`` the Runner's own handler would only cancel its main task, which
+    cannot run while this call blocks its loop: the run went on to its end, and then the
+    Result was lost to the cancellation. Returns the function that puts the previous
+    handler back (a no-op off the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):  # pragma: no cover - e.g. an embedded interpreter
+        return lambda: None
+
+    def restore() -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    return restore

@@ -114,11 +114,18 @@ def _unavailable(url: str, cause: BaseException | str) -> RedisUnavailableError:
     )
 
 
+#: The largest ``max_rate`` and ``period_s``: Redis counts in signed 64 bits, and limits
+#: keeps a moving window's log as a list of up to ``max_rate`` entries.
+_MAX_WHOLE = 1_000_000_000
+
+
 def _whole(name: str, value: object, valid: str) -> int:
-    """A positive whole number (``20`` or ``20.0``) as an int."""
+    """A positive whole number (``20`` or ``20.0``, at most 10**9) as an int."""
     f = positive_number(name, value)
     if f != math.floor(f):
         raise ConfigError(name, value, valid)
+    if f > _MAX_WHOLE:
+        raise ConfigError(name, value, f"must be at most {_MAX_WHOLE:,}")
     return int(f)
 
 

@@ -34,12 +34,17 @@ from ratelab.experiment.strategies import Strategy, as_strategy
 if TYPE_CHECKING:
     from ratelab.server.local import LocalServer
 
-__all__ = ["CLIENTS", "Experiment", "is_loopback"]
+__all__ = ["CLIENTS", "MAX_REQUESTS", "MAX_RUN_S", "Experiment", "check_drawn", "is_loopback"]
 
 
 #: Against a host that is not loopback, ratelab refuses more than this unless ``polite=False``.
 POLITE_MAX_REQUESTS = 100
 POLITE_MAX_RATE_PER_S = 5.0
+#: The most requests one Experiment may plan: its records are preallocated (~110 bytes a row).
+MAX_REQUESTS = 10_000_000
+#: The longest a run may be scheduled to last: an arrival time or a think time beyond this
+#: (or not finite) is refused before anything is sent, since the run would never end.
+MAX_RUN_S = 7 * 86_400.0
 
 
 def is_loopback(url: str) -> bool:
@@ -75,14 +80,63 @@ def _check_target(value: object) -> str:
         value = server.url
     if not isinstance(value, str):
         raise ConfigError("target", value, "must be an http(s) URL or a rl.LocalServer(...)")
-    parts = urlsplit(value)
+    valid = "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080"
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port that is not a number in 0..65535
+    except ValueError as e:
+        raise ConfigError("target", value, f"{valid} ({e})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("target", value, valid)
+    if port == 0 or (port is None and parts.netloc.endswith(":")):
+        raise ConfigError("target", value, "the port must be a number in 1..65535")
+    if parts.query or parts.fragment or value.rstrip("/").endswith(("?", "#")):
         raise ConfigError(
-            "target",
-            value,
-            "must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080",
-        )
+            "target", value,
+            "must have no ?query or #fragment: the endpoints' paths are appended to the "
+            "target, so put a query in the endpoint ('/get?q=1') instead",
+        )  # fmt: skip
     return value.rstrip("/")
+
+
+def check_schedule(experiment: Experiment) -> None:
+    """Refuse an open-loop schedule or a think time that could never finish: arrival times
+    beyond :data:`MAX_RUN_S`, or a think-time distribution whose mean is not below it."""
+    exp = experiment
+    if exp.arrivals is not None and exp.requests > 1:
+        last_s = (exp.requests - 1) / exp.arrivals.rate_per_s
+        if not last_s <= MAX_RUN_S:
+            raise ConfigError(
+                "arrivals", exp.arrivals,
+                f"schedules the last of {exp.requests} requests at {last_s:.3g} s: the rate "
+                f"must put every arrival within {MAX_RUN_S:,.0f} s (the longest run)",
+            )  # fmt: skip
+    if exp.think_time is not None:
+        try:
+            mean_s = float(exp.think_time.mean_s)
+        except (OverflowError, ValueError):
+            mean_s = math.inf
+        if not mean_s <= MAX_RUN_S:
+            raise ConfigError(
+                "think_time", exp.think_time,
+                f"has a mean of {mean_s:.3g} s: it must be at most {MAX_RUN_S:,.0f} s "
+                "(the longest run)",
+            )  # fmt: skip
+
+
+def check_drawn(parameter: str, value: object, drawn_s: Any) -> None:
+    """Refuse drawn times (think times, arrival times) that are not finite or lie beyond
+    :data:`MAX_RUN_S`: a run would sleep for ever. Called before anything is sent."""
+    import numpy as np
+
+    times = np.asarray(drawn_s, dtype=float)
+    if times.size and not (np.isfinite(times).all() and times.max() <= MAX_RUN_S):
+        worst = times[~np.isfinite(times)][0] if not np.isfinite(times).all() else times.max()
+        raise ConfigError(
+            parameter, value,
+            f"drew a time of {worst:.3g} s: every drawn time must be finite and at most "
+            f"{MAX_RUN_S:,.0f} s (the longest run)",
+        )  # fmt: skip
 
 
 def _check_endpoints(value: object) -> dict[str, float]:
@@ -142,8 +196,9 @@ class Experiment:
         s = object.__setattr__
         s(self, "target", _check_target(self.target))
         s(self, "endpoints", _check_endpoints(self.endpoints))
-        s(self, "requests", integer("requests", self.requests, minimum=0))
-        s(self, "workers", integer("workers", self.workers, minimum=1))
+        s(self, "requests", integer("requests", self.requests, minimum=0, maximum=MAX_REQUESTS))
+        # more workers than requests would idle: the run starts min(workers, requests)
+        s(self, "workers", integer("workers", self.workers, minimum=1, maximum=MAX_REQUESTS))
         s(self, "think_time", as_distribution("think_time", self.think_time))
         s(self, "strategy", as_strategy(self.strategy))
         if self.arrivals is not None and not isinstance(self.arrivals, Arrivals):
@@ -159,6 +214,7 @@ class Experiment:
                     self.arrivals,
                     "must be None (closed loop), rl.Constant(r) or rl.Poisson(r)",
                 )
+        check_schedule(self)
         s(self, "timeout_s", positive_number("timeout_s", self.timeout_s))
         if not isinstance(self.method, str) or self.method.upper() not in _METHODS:
             raise ConfigError("method", self.method, f"must be one of {', '.join(_METHODS)}")

@@ -172,7 +172,9 @@ class RateLimit(Strategy):
 
     A fresh limiter admits ``max_rate`` at once (its bucket starts empty), so
     ``RateLimit(20)`` sends ~40 requests in its first second; ``RateLimit(1, period_s=0.05)``
-    is the burst-free form of 20/s. (``per_s=`` is the deprecated name of ``period_s``.)
+    is the burst-free form of 20/s. ``max_rate`` is at least 1 (aiolimiter cannot hand out
+    one request from a smaller bucket): 0.5/s is ``RateLimit(1, period_s=2)``. (``per_s=``
+    is the deprecated name of ``period_s``.)
     """
 
     max_rate: float
@@ -181,6 +183,14 @@ class RateLimit(Strategy):
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_rate", positive_number("RateLimit(max_rate)", self.max_rate))
         object.__setattr__(self, "period_s", positive_number("RateLimit(period_s)", self.period_s))
+        if self.max_rate < 1:  # aiolimiter cannot acquire 1 from a bucket smaller than 1
+            raise ConfigError(
+                "RateLimit(max_rate)", self.max_rate,
+                "must be >= 1: it is a count of requests per period_s, and aiolimiter "
+                "refuses to acquire more than that capacity",
+                f"For {self.max_rate / self.period_s:g} requests/s use "
+                f"RateLimit(1, period_s={self.period_s / self.max_rate:g})",
+            )  # fmt: skip
 
     def guard(self) -> Guard:
         from ratelab.client.guards import LimiterGuard
@@ -361,7 +371,8 @@ MAX_ATTEMPTS = 32_767
 class Retry(Strategy):
     """Retry failed attempts: up to ``max_attempts`` in all, after an exponential backoff
     (``backoff_s * 2**(attempt-1)``, capped at ``max_backoff_s``, with full jitter unless
-    ``jitter=False``); with ``honor_retry_after`` a server's ``Retry-After`` sets the wait.
+    ``jitter=False``); with ``honor_retry_after`` a server's ``Retry-After`` sets the wait,
+    capped at ``max_backoff_s`` too (a bogus ``Retry-After: inf`` cannot stall a run).
     Retried: the ``statuses`` and every exception but cancellation. Each attempt is its
     own row (``attempt`` 1, 2, ...); for a retry, dequeued_s → ready_s is the backoff."""
 
@@ -381,8 +392,10 @@ class Retry(Strategy):
                 raise ConfigError(f"Retry({name})", getattr(self, name), "must be True or False")
         try:
             statuses = tuple(int(x) for x in self.statuses)  # type: ignore[union-attr]
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ConfigError("Retry(statuses)", self.statuses, "must be HTTP status codes") from e
+        if any(isinstance(x, bool) or x != int(x) for x in self.statuses):  # 500.7 is no code
+            raise ConfigError("Retry(statuses)", self.statuses, "must be whole HTTP status codes")
         if not all(100 <= x <= 599 for x in statuses):
             raise ConfigError("Retry(statuses)", self.statuses, "must be codes in 100..599")
         object.__setattr__(self, "statuses", statuses)
@@ -394,7 +407,8 @@ class Retry(Strategy):
     def backoff(self, attempt: int, retry_after_s: float | None, u: float) -> float:
         """Seconds to wait before attempt ``attempt + 1``; ``u`` is a uniform draw in [0, 1)."""
         if self.honor_retry_after and retry_after_s is not None:
-            return retry_after_s
+            # a server's wait, but never beyond max_backoff_s (Retry-After: inf, year 9999)
+            return min(retry_after_s, self.max_backoff_s)
         cap = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
         return cap * u if self.jitter else cap
 
@@ -437,7 +451,12 @@ def as_strategy(value: object, *, parameter: str = "strategy") -> Strategy:
         data = dict(value)
         kind = data.pop("type", None)
         if kind == "Combined":
-            return as_strategy(list(data.get("parts", [])), parameter=parameter)
+            parts = data.get("parts", [])
+            if not isinstance(parts, list | tuple):
+                raise ConfigError(
+                    f"{parameter}.parts", parts, "must be a list of strategies (plain data)"
+                )
+            return as_strategy(list(parts), parameter=parameter)
         cls = Strategy._types.get(str(kind))
         if cls is None:
             raise ConfigError(

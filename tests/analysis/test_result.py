@@ -284,3 +284,91 @@ def test_convenience_methods_delegate(runs: dict[str, Result]) -> None:
     assert w.limit == 200.0  # RateLimit(400) over half a second
     assert w.complied == (w.max_sent <= 200)
     assert runs["clean"].windows(limit=3).complied is False  # 12 requests sent at once
+
+
+@pytest.mark.parametrize("path", ["", "   ", None, 3])
+def test_save_and_load_need_a_file_path(path: Any) -> None:
+    from ratelab.errors import ConfigError
+    from ratelab.testing import make_frame
+
+    result = Result(
+        df=make_frame(sent_s=[0.0], done_s=[0.1]),
+        experiment=Experiment(target="http://127.0.0.1:9"),
+        meta={},
+    )
+    with pytest.raises(ConfigError) as e:
+        result.save(path)
+    assert e.value.parameter == "path"
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert e.value.parameter == "path"
+
+
+def _tiny_result() -> Result:
+    from ratelab.testing import make_frame
+
+    return Result(
+        df=make_frame(sent_s=[0.0, 0.1, 0.2], done_s=[0.1, 0.2, 0.3]),
+        experiment=Experiment(target="http://127.0.0.1:9", requests=3),
+        meta={"run": "abc"},
+    )
+
+
+def test_a_flipped_bit_in_any_data_page_is_an_error_not_a_value(tmp_path: Path) -> None:
+    # issue 17 item 8: 196 of 200 single-bit flips in data pages loaded silently
+    good = _tiny_result().save(tmp_path / "good.parquet")
+    assert len(load(good).df) == 3
+    raw = good.read_bytes()
+    md = pq.ParquetFile(good).metadata
+    flipped = 0
+    for i in range(md.num_columns):
+        col = md.row_group(0).column(i)
+        start = col.dictionary_page_offset or col.data_page_offset
+        # the last byte of the chunk: page payload (after its header), never the header
+        at = start + col.total_compressed_size - 1
+        bad = bytearray(raw)
+        bad[at] ^= 0x01
+        path = tmp_path / f"flip{i}.parquet"
+        path.write_bytes(bytes(bad))
+        with pytest.raises(ResultFileError, match=r"flip\d+\.parquet"):
+            load(path)
+        flipped += 1
+    assert flipped == md.num_columns
+
+
+def test_a_ratelab_file_without_the_records_columns_is_refused(tmp_path: Path) -> None:
+    # issue 17 item 7: a file with only a foo column loaded, then rl.summary raised KeyError
+    path = files_mod.write_result(
+        tmp_path / "foo.parquet",
+        df=pd.DataFrame({"foo": [1, 2]}),
+        experiment=Experiment(target="http://127.0.0.1:9"),
+        meta={},
+    )
+    with pytest.raises(ResultFileError, match=r"lack the columns \['request_id'"):
+        load(path)
+
+
+_DEEP = "[" * 100_000 + "]" * 100_000  # 100,000-deep JSON
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda h: h.update(columns=[1, 2]),
+        lambda h: h.update(columns={"status": {"dtype": "no-such-dtype"}}),
+        lambda h: h.update(meta="__DEEP__"),
+        lambda h: h.update(experiment=[]),
+    ],
+)
+def test_damaged_metadata_is_a_result_file_error(tmp_path: Path, damage: Any) -> None:
+    good = _tiny_result().save(tmp_path / "good.parquet")
+    table = pq.read_table(good)
+    metadata = dict(table.schema.metadata)
+    header = json.loads(metadata[MARKER_KEY])
+    damage(header)
+    text = json.dumps(header).replace('"__DEEP__"', _DEEP)
+    metadata[MARKER_KEY] = text.encode()
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table.replace_schema_metadata(metadata), bad)
+    with pytest.raises(ResultFileError, match=r"bad\.parquet"):
+        load(bad)

@@ -103,7 +103,7 @@ def test_run_defaults_to_data_dir(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("workers = 3", "workers = 0"), "workers=0 is invalid: must be an integer >= 1"),
+        (("workers = 3", "workers = 0"), "workers=0 is invalid: must be an integer in 1..10000000"),
         (("workers = 3", "wrokers = 3"), "wrokers=3 is invalid: is not a field"),
         (('latency = "fixed:0.005"', 'latency = "soon"'), "latency='soon' is invalid"),
         (("max_rate = 400", "max_rate = -1"), "RateLimit(max_rate)=-1 is invalid"),
@@ -113,6 +113,7 @@ def test_run_defaults_to_data_dir(
         (("[server]\n", "[server]\nlatncy = 1\n"), "server.latncy=1 is invalid"),
         (("seed = 1\n\n", "seed = 1\ntarget = 'http://127.0.0.1:1'\n"), "leave it out"),
         (("workers = 3", "workers = "), "invalid TOML"),
+        (("max_rate = 400", "max_rate = 0.5"), "use RateLimit(1, period_s=2)"),
     ],
 )
 def test_bad_experiment_file_exits_2_with_the_message(
@@ -323,3 +324,42 @@ rate_limit = "5/1s"
 def test_serve_rejects_a_bad_rate_limit(capsys: pytest.CaptureFixture) -> None:
     assert main(["serve", "--port", "0", "--rate-limit", "lots"]) == 2
     assert "rate_limit" in capsys.readouterr().err
+
+
+def test_a_combined_strategy_whose_parts_are_not_a_list_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    text = TINY.replace(
+        'strategy = [{type = "RateLimit", max_rate = 400}, {type = "ConnectionLimit", limit = 2}]',
+        'strategy = {type = "Combined", parts = 5}',
+    )
+    assert "Combined" in text
+    assert main(["run", str(write(tmp_path / "c.toml", text)), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "strategy.parts=5 is invalid" in err and "Traceback" not in err
+
+
+def test_a_binary_experiment_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    toml = tmp_path / "bin.toml"
+    toml.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00binary")
+    assert main(["run", str(toml), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not UTF-8" in err and str(toml) in err
+
+
+def test_a_busy_server_port_in_run_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = TINY.replace("[server]\n", f"[server]\nport = {port}\n")
+        out = tmp_path / "never.parquet"
+        toml = write(tmp_path / "busy.toml", text)
+        assert main(["run", str(toml), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"127.0.0.1:{port}" in err
+    assert "Traceback" not in err and not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import os
 import socket
 import threading
 
@@ -399,3 +400,44 @@ def test_pool_waits_are_stamped_on_real_sockets(fresh_server) -> None:
     assert (df.sent_s[waited] == df.pool_acquired_s[waited]).all()
     assert (df.pool_queued_s[waited] >= df.admitted_s[waited]).all()
     assert df.pool_acquired_s[~waited].isna().all()
+
+
+_ASYNCIO_RUN_SCRIPT = """
+import asyncio, json, os, signal, sys, threading
+import ratelab as rl
+
+async def main():
+    with rl.LocalServer() as srv:
+        exp = rl.Experiment(target=srv, endpoints="/delay/1", requests=20, workers=2)
+
+        def interrupt_when_busy():
+            assert srv._wait_for_rows(1, timeout=30)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+
+        threading.Thread(target=interrupt_when_busy, daemon=True).start()
+        result = rl.run(exp, progress=False)  # inside asyncio.run: the worker-thread path
+        await asyncio.sleep(0)  # the caller's task was not cancelled behind its back
+        cancelled = int((result.df.error == "CancelledError").sum())
+        print(json.dumps({"interrupted": result.interrupted, "rows": len(result.df),
+                          "cancelled": cancelled, "done_s": float(result.df.done_s.max())}))
+
+asyncio.run(main())
+"""
+
+
+def test_ctrl_c_in_rl_run_inside_asyncio_run_returns_the_partial_result() -> None:
+    # issue 17 item 4: the run went on to its end, then asyncio.run raised KeyboardInterrupt
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", _ASYNCIO_RUN_SCRIPT], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["interrupted"] and out["rows"] == 20 and out["cancelled"] > 0
+    assert out["done_s"] < 8.0  # 20 requests of 1 s on 2 workers: 10 s if nothing stopped it

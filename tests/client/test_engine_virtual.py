@@ -292,3 +292,36 @@ def test_a_guard_failure_through_rl_run_returns_the_partial_result(server) -> No
     # the 11th observe raised (its own request was ok); the two other workers' requests in
     # flight may still finish before they are cancelled
     assert result.interrupted and 11 <= (result.df.status == 200).sum() <= 13
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["inf", "1e9", "nan", "Fri, 31 Dec 9999 23:59:59 GMT", "Fri, 31 Dec 9999 23:59:59 -0000"],
+)
+def test_a_bogus_retry_after_waits_at_most_max_backoff_s(header: str) -> None:
+    # issue 17 item 2: Retry-After: inf / 1e9 / a year-9999 date stalled the run for ever
+    def respond(req: SentRequest) -> Any:
+        return (503, {"Retry-After": header})
+
+    tr = ScriptedTransport(latency_s=0.01, respond=respond)
+    retry = rl.Retry(max_attempts=3, max_backoff_s=1, jitter=False, backoff_s=0.25)
+    df = _run(_exp(requests=2, workers=2, strategy=retry, timeout_s=1), tr)
+    assert len(df) == 6
+    df = df.sort_values(["request_id", "attempt"])
+    pauses = (df.ready_s - df.dequeued_s).to_numpy()
+    # nan is no wait at all: the exponential backoff applies (0.25, 0.5); the rest: capped
+    expected = [0.0, 0.25, 0.5] if header == "nan" else [0.0, 1.0, 1.0]
+    assert pauses == pytest.approx(expected * 2, abs=NS)
+    assert df.done_s.max() < 3
+
+
+def test_retry_backoff_caps_every_retry_after_at_max_backoff_s() -> None:
+    from ratelab.client.engine import parse_retry_after
+
+    retry = rl.Retry(max_backoff_s=2.5)
+    assert retry.backoff(1, float("inf"), 0.5) == 2.5
+    assert retry.backoff(1, 1e300, 0.5) == 2.5
+    assert retry.backoff(1, 0.75, 0.5) == 0.75
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("inf") == float("inf")
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 -0000") > 1e10

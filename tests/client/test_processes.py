@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -186,3 +187,110 @@ def test_run_with_processes_delegates_and_records_it(server) -> None:
     assert set(via_field.df.process) == {0, 1}
     with pytest.raises(rl.ConfigError, match="processes"):
         rl.Experiment(target=server, processes=0)
+
+
+def test_processes_from_a_script_on_standard_input_say_why(tmp_path) -> None:
+    # issue 17 item 11: every spawned child died at start ("exited with code 1")
+    import subprocess
+    import sys
+
+    script = (
+        "import ratelab as rl\n"
+        "exp = rl.Experiment(target='http://127.0.0.1:9', requests=8, workers=4)\n"
+        "try:\n"
+        "    rl.run(exp, processes=4, progress=False)\n"
+        "except rl.ConfigError as e:\n"
+        "    print('PARAMETER', e.parameter)\n"
+        "    print(e)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root}
+    proc = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path,
+        env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "PARAMETER processes" in proc.stdout
+    assert "'<stdin>'" in proc.stdout and "Save the script to a file" in proc.stdout
+
+
+def _kill_child_when_busy(server: rl.LocalServer, before: int, k: int, sig: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if len(server.log()) - before >= 8:  # every child is sending
+            for p in multiprocessing.active_children():
+                if p.name == f"ratelab-process-{k}":
+                    os.kill(p.pid, sig)  # type: ignore[arg-type]
+                    return
+        time.sleep(0.02)
+
+
+def test_a_child_killed_with_sigkill_leaves_a_partial_result(
+    mp_server: rl.LocalServer, tmp_path: Path
+) -> None:
+    # issue 17 item 3: RatelabError, and the healthy children's records thrown away
+    import signal
+
+    n = 200  # 4 processes x RateLimit(10): 5 s for everyone, so the kill lands mid-run
+    exp = rl.Experiment(target=mp_server, requests=n, workers=8, strategy=rl.RateLimit(10))
+    before = len(mp_server.log())
+    killer = threading.Thread(
+        target=_kill_child_when_busy, args=(mp_server, before, 2, signal.SIGKILL), daemon=True
+    )
+    killer.start()
+    result = run_processes(exp, processes=4, progress=False)
+    killer.join()
+    df = result.df
+    assert result.meta["lost_processes"] == [2]
+    assert "killed by signal 9" in result.meta["lost_reasons"]["2"]
+    assert len(df) == n and df["request_id"].tolist() == list(range(n))
+    lost = df[df[PROCESS_COLUMN] == 2]
+    assert len(lost) == 50 and (lost["error"] == "ProcessLost").all()
+    assert lost["sent_s"].isna().all()
+    healthy = df[df[PROCESS_COLUMN] != 2]
+    assert len(healthy) == 150 and (healthy["status"] == 200).all()
+    assert not result.interrupted
+    _no_children_left([p["pid"] for p in result.meta["process_meta"]])
+    back = load(result.save(tmp_path / "lost.parquet"))
+    assert back.meta["lost_processes"] == [2] and (back.df["error"] == "ProcessLost").sum() == 50
+
+
+@dataclass(frozen=True)
+class SlowStart(Strategy):
+    """Process 1 of a fleet hangs while starting (in ``warm_up``, before it reports ready),
+    after leaving a file in ``marker_dir``: the moment to kill it."""
+
+    marker_dir: str = ""
+
+    def warm_up(self) -> None:
+        if multiprocessing.current_process().name == "ratelab-process-1":
+            (Path(self.marker_dir) / "starting").touch()
+            time.sleep(600)
+
+
+def test_a_child_lost_while_starting_does_not_hold_back_the_others(
+    mp_server: rl.LocalServer, tmp_path: Path
+) -> None:
+    import signal
+
+    exp = rl.Experiment(target=mp_server, requests=10, workers=2, strategy=SlowStart(str(tmp_path)))
+
+    def kill_when_starting() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (tmp_path / "starting").exists():
+            time.sleep(0.02)
+        for p in multiprocessing.active_children():
+            if p.name == "ratelab-process-1":
+                os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    killer = threading.Thread(target=kill_when_starting, daemon=True)
+    killer.start()
+    started = time.monotonic()
+    result = run_processes(exp, processes=2, progress=False)
+    killer.join()
+    assert time.monotonic() - started < 60  # not the 120 s start-up timeout
+    df = result.df
+    assert result.meta["lost_processes"] == [1]
+    assert (df[df[PROCESS_COLUMN] == 0]["status"] == 200).all()
+    assert (df[df[PROCESS_COLUMN] == 1]["error"] == "ProcessLost").sum() == 5
+    assert len(df) == 10

@@ -180,7 +180,8 @@ def test_adaptive_paces_cuts_on_429_and_creeps_up(virtual_clock) -> None:
 def test_retry_backoff_is_exponential_capped_and_honours_retry_after() -> None:
     r = rl.Retry(max_attempts=5, backoff_s=0.1, max_backoff_s=0.3, jitter=False)
     assert [r.backoff(a, None, 0.5) for a in (1, 2, 3, 4)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
-    assert r.backoff(1, 2.0, 0.5) == 2.0
+    assert r.backoff(1, 0.25, 0.5) == 0.25  # the server's wait...
+    assert r.backoff(1, 2.0, 0.5) == 0.3  # ...capped at max_backoff_s (issue 17 item 2)
     assert rl.Retry(backoff_s=0.1, jitter=True).backoff(2, None, 0.25) == pytest.approx(0.05)
     assert rl.Retry(honor_retry_after=False, jitter=False).backoff(1, 5.0, 0.0) == 0.1
     assert r.should_retry(503, None) and r.should_retry(0, "TimeoutError")
@@ -206,3 +207,17 @@ def test_bad_reactive_strategy_input(make, parameter: str) -> None:
     with pytest.raises(rl.ConfigError) as info:
         make()
     assert info.value.parameter == parameter
+
+
+@pytest.mark.parametrize(
+    ("max_rate", "period_s", "hint"),
+    [(0.5, 1.0, "RateLimit(1, period_s=2)"), (0.25, 0.5, "RateLimit(1, period_s=2)")],
+)
+def test_rate_limit_below_one_per_period_is_refused_with_its_burst_free_form(
+    max_rate: float, period_s: float, hint: str
+) -> None:
+    # issue 17 item 5: RateLimit(0.5) was accepted and every request failed in aiolimiter
+    with pytest.raises(rl.ConfigError, match=r"must be >= 1") as e:
+        rl.RateLimit(max_rate, period_s=period_s)
+    assert e.value.parameter == "RateLimit(max_rate)" and hint in str(e.value)
+    assert rl.RateLimit(1, period_s=2).steady_rate_per_s == 0.5  # the suggestion is valid
