@@ -38,6 +38,7 @@ KNOWN: dict[str, tuple[list[str], list[str], float]] = {
     "instructions": (["--smoke"], [], 1800),
     "analysis": (["--rows", "2000"], [], 600),
     "simulate": (["--smoke"], [], 600),
+    "fidelity": (["--smoke"], [], 1800),
 }
 DEFAULT: tuple[list[str], list[str], float] = (["--smoke"], [], 600)
 

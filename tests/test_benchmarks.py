@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_ALL = ROOT / "benchmarks" / "run_all.py"
 NAMES = (
     "overhead", "rate", "timing", "memory", "recipe", "uvloop", "httpx", "instructions",
-    "analysis", "simulate",
+    "analysis", "simulate", "fidelity",
 )  # fmt: skip
 MACHINE_KEYS = {"platform", "python", "cpu_count", "packages", "date"}
 
@@ -169,3 +169,17 @@ def test_simulate(reports: dict[str, dict[str, Any]]) -> None:
             assert _positive(run["requests_per_cpu_s"]) and _positive(run["virtual_over_wall"])
     for key in ("requests_per_cpu_s", "minute_speedup", "day_speedup"):
         assert _positive(r[key]), key
+
+
+def test_fidelity(reports: dict[str, dict[str, Any]]) -> None:
+    r = reports["fidelity"]
+    assert len(r["scenarios"]) >= 8
+    for name, entry in r["scenarios"].items():
+        assert entry["sim"]["rows"] >= entry["requests"] <= entry["real_median"]["rows"], name
+        assert set(entry["compare"]) == {
+            "steady_rate_per_s", "mean_in_flight", "limiter_wait_mean_s", "pool_wait_mean_s",
+            "latency_p50_s", "count_429",
+        }  # fmt: skip
+        for metric, c in entry["compare"].items():
+            assert c.get("ratio") is None or _positive(c["ratio"]), (name, metric)
+    assert 0 < r["within_target"] <= r["figures"]

@@ -52,25 +52,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _simulated_note(local: object) -> str:
+    model = "its [server] table" if local is not None else "a server with no latency or limits"
+    return f"simulated: a virtual clock against {model} (no server was started)"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ratelab.client.runner import run
 
     path = Path(args.experiment)
     data = read_toml(path)
     server = data.pop("server", None)
+    simulate = getattr(args, "simulate", False)
     try:
-        exp, local = experiment_from_toml(data, server)
+        exp, local = experiment_from_toml(data, server, simulate=simulate)
     except OSError as e:  # the [server] table's port is taken, or not ours to bind
         print(f"error: {path}: [server]: {e}", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        result = run(exp, progress=not args.no_progress, loop=args.loop)
-    finally:
-        if local is not None:  # the embedded server, started when the Experiment took it
-            local.stop()
+    if simulate:
+        from ratelab.simulation.runner import simulate as _simulate
+
+        if args.loop not in (None, "asyncio"):
+            raise ConfigError("--loop", args.loop, "a simulation runs on asyncio: leave it out")
+        result = _simulate(exp, local, progress=not args.no_progress)
+    else:
+        try:
+            result = run(exp, progress=not args.no_progress, loop=args.loop)
+        finally:
+            if local is not None:  # the embedded server, started when the Experiment took it
+                local.stop()
     out = Path(args.out) if args.out else Path("data") / f"{path.stem}.parquet"
     result.save(out)
     print(runs_table([result]))
+    if simulate:
+        print(_simulated_note(local))
     print(f"saved: {out}")
     if result.interrupted:
         print("interrupted: the partial result was saved", file=sys.stderr)
@@ -124,8 +139,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     check_tables(data, ["experiment", "server", "grid", "plot"])
     if "grid" not in data or not isinstance(data["grid"], Mapping):
         raise ConfigError("grid", data.get("grid"), "a sweep file needs a [grid] table of lists")
+    simulate = getattr(args, "simulate", False)
     try:
-        exp, local = experiment_from_toml(data.get("experiment", {}), data.get("server"))
+        exp, local = experiment_from_toml(
+            data.get("experiment", {}), data.get("server"), simulate=simulate
+        )
     except OSError as e:  # the [server] table's port is taken, or not ours to bind
         print(f"error: {path}: [server]: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -134,7 +152,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not isinstance(plot_opts, Mapping) or set(plot_opts) - {"x", "y", "hue"}:
         raise ConfigError("plot", plot_opts, "must be a table with keys x, y, hue")
 
-    if local is not None and LATENCY_KEY not in grid:
+    if simulate:
+        sw = sweep(exp, progress=not args.no_progress, simulate=True, server=local, **grid)
+    elif local is not None and LATENCY_KEY not in grid:
         with local:  # one embedded server for every point (a latency grid starts its own)
             sw = sweep(exp, progress=not args.no_progress, **grid)
     else:
@@ -154,6 +174,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         hue = plot_opts.get("hue") or (others[0] if others else None)
         ax = plot_sweep(sw.summary, x=x, y=plot_opts.get("y", "steady_rate_per_s"), hue=hue)
         print(f"figure: {save_figure(ax.figure, Path(args.plot))}")
+    if simulate:
+        print(_simulated_note(local))
     if sw.interrupted:
         print(f"interrupted after {len(sw.results)} points", file=sys.stderr)
         return EXIT_INTERRUPTED

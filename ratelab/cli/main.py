@@ -1,11 +1,11 @@
 """The ``ratelab`` command line.
 
     ratelab demo [--out data/demo] [--requests 100]     the recipe and each single strategy
-    ratelab run EXPERIMENT.toml [--out data/NAME.parquet] [--no-progress]
+    ratelab run EXPERIMENT.toml [--out data/NAME.parquet] [--no-progress] [--simulate]
     ratelab plot RUN.parquet [-o FIG.png]               one run's dashboard
     ratelab compare A.parquet B.parquet ... [-o FIG.png]
     ratelab summary RUN.parquet ...                     a table on stdout
-    ratelab sweep SWEEP.toml [-o summary.csv] [--plot FIG.png]
+    ratelab sweep SWEEP.toml [-o summary.csv] [--plot FIG.png] [--simulate]
     ratelab serve [--host 127.0.0.1] [--port 8080] [--latency uniform:0.05,0.2] [--seed N]
 
 An experiment file uses the names of :class:`~ratelab.experiment.experiment.Experiment`::
@@ -22,7 +22,9 @@ An experiment file uses the names of :class:`~ratelab.experiment.experiment.Expe
 
 A sweep file has an ``[experiment]`` table (same names), an optional ``[server]`` table, a
 ``[grid]`` table of lists (Experiment names, or ``latency``) and an optional ``[plot]``
-table (``x``, ``y``, ``hue``: summary columns). A bad value prints ``error: ...`` on stderr
+table (``x``, ``y``, ``hue``: summary columns). ``--simulate`` runs on a virtual clock
+(``rl.simulate``): the ``[server]`` table is the simulated server's model and no server is
+started. A bad value prints ``error: ...`` on stderr
 and exits with status 2.
 
 This module is the parser and :func:`main`; the commands are in :mod:`ratelab.cli.commands`
@@ -93,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="event loop (default: the file's `loop`, else asyncio); uvloop needs ratelab[uvloop]",
     )
+    sp.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run on a virtual clock against a simulated [server] (none is started)",
+    )
 
     sp = add("plot", cmd_plot, "draw one saved run's dashboard")
     sp.add_argument("run", help="RUN.parquet")
@@ -110,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", help="write the summary as CSV")
     sp.add_argument("--plot", help="draw the sweep (x, y, hue from its [plot] table)")
     sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sp.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run on a virtual clock against a simulated [server] (none is started)",
+    )
 
     sp = add("serve", cmd_serve, "run the local test server in the foreground")
     sp.add_argument("--host", default="127.0.0.1")

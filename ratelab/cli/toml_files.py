@@ -20,7 +20,7 @@ from ratelab.errors import ConfigError
 if TYPE_CHECKING:
     from ratelab.server.local import LocalServer
 
-__all__ = ["SERVER_KEYS", "check_tables", "experiment_from_toml", "read_toml"]
+__all__ = ["SERVER_KEYS", "SIMULATED_TARGET", "check_tables", "experiment_from_toml", "read_toml"]
 
 #: The keys of a ``[server]`` table: LocalServer's options.
 SERVER_KEYS = (
@@ -58,10 +58,17 @@ def _server_from(table: object) -> LocalServer:
     return LocalServer(**dict(table))
 
 
+#: The target of a simulated run whose ``[server]`` table is the model (never contacted).
+SIMULATED_TARGET = "http://127.0.0.1:8080"
+
+
 def experiment_from_toml(
-    fields: Mapping[str, Any], server: object = None
+    fields: Mapping[str, Any], server: object = None, *, simulate: bool = False
 ) -> tuple[Any, LocalServer | None]:
-    """Build an Experiment from a TOML table; a ``[server]`` table becomes its target."""
+    """Build an Experiment from a TOML table; a ``[server]`` table becomes its target.
+
+    ``simulate=True``: the ``[server]`` table's LocalServer is built but not started (it is
+    the simulated server's model), and the target is :data:`SIMULATED_TARGET`."""
     import dataclasses
 
     from ratelab.experiment.experiment import Experiment
@@ -83,7 +90,7 @@ def experiment_from_toml(
                 "leave it out when a [server] table starts an embedded server",
             )
         local = _server_from(server)
-        data["target"] = local
+        data["target"] = SIMULATED_TARGET if simulate else local
     elif "target" not in data:
         raise ConfigError(
             "target",

@@ -511,7 +511,11 @@ def _merge(
     interrupted: bool,
     lost: dict[int, str] | None = None,
     data: list[dict[str, Any]] | None = None,
+    server_log: pd.DataFrame | None = None,
 ) -> Result:
+    """One Result of the processes' ``results`` (see the module doc). ``server_log``: the
+    server's rows of every process's run, times from the earliest ``t0`` (default: asked
+    of the target, if it is this machine); ``rl.simulate(clients=N)`` passes its own."""
     lost = lost or {}
     t0 = {k: float(r.meta["t0_monotonic"]) for k, r in results.items()}
     t_min = min(t0.values())
@@ -573,7 +577,9 @@ def _merge(
         meta["lost_reasons"] = {str(k): why for k, why in sorted(lost.items())}
 
     runs = {p["run"]: p["process"] for p in process_meta}
-    log = fetch_server_log(exp.target, runs=list(runs), t0=t_min)
+    log = server_log
+    if log is None:
+        log = fetch_server_log(exp.target, runs=list(runs), t0=t_min)
     server_log = None
     if log is not None:
         log = log[log["run"].isin(list(runs))].reset_index(drop=True).copy()

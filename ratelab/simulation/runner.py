@@ -28,13 +28,21 @@ import json
 import numbers
 from typing import TYPE_CHECKING, Any
 
+from ratelab._validate import integer
 from ratelab.analysis.result import Result
 from ratelab.client.engine import Engine
 from ratelab.client.progress import Progress
 from ratelab.client.runner import _run_in_thread
 from ratelab.errors import ConfigError, RunError
 from ratelab.experiment.experiment import Experiment, is_loopback
-from ratelab.simulation.server import DEFAULT_RTT_S, SimulatedServer
+from ratelab.simulation.server import (
+    DEFAULT_CONNECT_S,
+    DEFAULT_CPU_S,
+    DEFAULT_LATE_S,
+    DEFAULT_RTT_S,
+    SimulatedServer,
+)
+from ratelab.simulation.shared import check_shared, simulated_strategy
 from ratelab.testing.virtual_clock import VirtualClockLoop
 
 if TYPE_CHECKING:
@@ -42,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["asimulate", "check_simulation", "simulate"]
 
-_NOT_SIMULATED = ("SharedRateLimit",)
 #: The simulation has no sockets: poll for I/O (the loop's wake-up pipe) every so often only.
 _POLL_EVERY = 64
 
@@ -51,7 +58,9 @@ def _loop() -> VirtualClockLoop:
     return VirtualClockLoop(poll_every=_POLL_EVERY)  # guards on an outside service's clock (Redis)
 
 
-def check_simulation(experiment: object, server: object, rtt_s: object) -> LocalServer | None:
+def check_simulation(
+    experiment: object, server: object, rtt_s: object, *, clients: object = 1
+) -> LocalServer | None:
     """Refuse, with a ConfigError saying why, what cannot be simulated; return the server."""
     from ratelab.server.local import LocalServer
 
@@ -70,70 +79,174 @@ def check_simulation(experiment: object, server: object, rtt_s: object) -> Local
             f"no server model for {exp.target}: pass server=rl.LocalServer(...) to describe "
             "it (latency, rate_limit, max_concurrency, faults)",
         )  # fmt: skip
-    if (
-        isinstance(rtt_s, bool)
-        or not isinstance(rtt_s, numbers.Real)
-        or not 0 <= float(rtt_s) < float("inf")
-    ):
-        raise ConfigError("rtt_s", rtt_s, "must be a finite number of seconds >= 0")
+    _seconds("rtt_s", rtt_s)
     if exp.processes != 1:
         raise ConfigError(
             "processes", exp.processes,
-            "a simulation runs in one process on one virtual clock: use processes=1 "
-            "(the workers still run concurrently)",
+            "a simulation runs in one process on one virtual clock: use processes=1, and "
+            f"clients={exp.processes} for that many independent clients (as processes="
+            f"{exp.processes} splits the work) against one simulated server",
         )  # fmt: skip
+    n = integer("clients", clients, minimum=1)
+    if n > max(exp.workers, 1):
+        raise ConfigError("clients", clients, f"must be at most workers ({exp.workers})")
     if exp.loop != "asyncio":
         raise ConfigError(
             "loop", exp.loop,
             "a simulation runs on a virtual-clock asyncio loop: use loop='asyncio'",
         )  # fmt: skip
-    for part in exp.strategy.parts:
-        if type(part).__name__ in _NOT_SIMULATED:
-            raise ConfigError(
-                "strategy", part,
-                f"{type(part).__name__} keeps its count in Redis, on Redis's real clock: "
-                "it cannot be simulated on a virtual one",
-            )  # fmt: skip
+    check_shared(exp.strategy)
     return server
 
 
-def _run_token(exp: Experiment, server: LocalServer | None, rtt_s: float) -> str:
+def _seconds(name: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not 0 <= float(value) < float("inf")
+    ):
+        raise ConfigError(name, value, "must be a finite number of seconds >= 0")
+    return float(value)
+
+
+class Host:
+    """The simulated host's timings, checked: ``rtt_s`` (network round trip), ``cpu_s`` (CPU
+    per request, one at a time), ``late_s`` (how late a latency sleep wakes), ``connect_s``
+    (CPU to open a connection)."""
+
+    __slots__ = ("connect_s", "cpu_s", "late_s", "rtt_s")
+
+    def __init__(
+        self, rtt_s: object, cpu_s: object = 0.0, late_s: object = 0.0, connect_s: object = 0.0
+    ) -> None:
+        self.rtt_s = _seconds("rtt_s", rtt_s)
+        self.cpu_s = _seconds("cpu_s", cpu_s)
+        self.late_s = _seconds("late_s", late_s)
+        self.connect_s = _seconds("connect_s", connect_s)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"rtt_s": self.rtt_s, "cpu_s": self.cpu_s, "late_s": self.late_s,
+                "connect_s": self.connect_s}  # fmt: skip
+
+
+def _run_token(
+    exp: Experiment, server: LocalServer | None, host: Host, client: int | None = None
+) -> str:
     """A run token that depends only on what is simulated (so the frames repeat exactly)."""
-    what = {"experiment": exp.to_dict(), "server": repr(server), "rtt_s": rtt_s}
+    what: dict[str, Any] = {"experiment": exp.to_dict(), "server": repr(server), **host.as_dict()}
+    if client is not None:
+        what["client"] = client
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=repr).encode()).hexdigest()[:8]
 
 
-def _executor(server: LocalServer | None, rtt_s: float) -> Any:
+def _executor(server: LocalServer | None, host: Host) -> Any:
     async def execute(exp: Experiment, _progress: Progress | None, box: list[Engine]) -> Result:
-        transport = SimulatedServer(server, rtt_s=rtt_s, seed=exp.seed)
+        transport = SimulatedServer(server, seed=exp.seed, **host.as_dict())
         # no on_tick: a ticker would wake every 0.1 s of *virtual* time (864,000 times a
         # day); the calling thread reads engine.completed instead
-        engine = Engine(exp, base_url=exp.target, transport=transport)
-        engine.run_token = _run_token(exp, server, rtt_s)
+        sim_exp = exp.replace(strategy=simulated_strategy(exp.strategy))
+        engine = Engine(sim_exp, base_url=exp.target, transport=transport)
+        engine.run_token = _run_token(exp, server, host)
         box.append(engine)
         try:
             store, meta = await engine.run()
         except RunError as e:
             if e.records is not None:
                 store, meta = e.records  # type: ignore[misc]
-                e.result = _result(exp, store, meta, transport, rtt_s)
+                e.result = _result(exp, store, meta, transport, host)
             raise
-        return _result(exp, store, meta, transport, rtt_s)
+        return _result(exp, store, meta, transport, host)
+
+    return execute
+
+
+class _Clients:
+    """What the progress bar reads: the requests completed by every client."""
+
+    def __init__(self, engines: list[Engine]) -> None:
+        self.engines = engines
+
+    @property
+    def completed(self) -> int:
+        return sum(e.completed for e in self.engines)
+
+
+def _clients_executor(server: LocalServer | None, host: Host, n: int) -> Any:
+    """N independent clients (each its own guards, pool and engine, with its share of the
+    requests and workers as ``processes=N`` splits them) against one simulated server, on
+    one virtual loop; merged as ``processes=N`` merges (a ``process`` column)."""
+    from ratelab.client.processes import _merge, _slices
+
+    async def execute(exp: Experiment, _progress: Progress | None, box: list[Any]) -> Result:
+        data, offsets = _slices(exp, n, exp.target)
+        primary = SimulatedServer(server, seed=exp.seed, **host.as_dict())
+        engines: list[Engine] = []
+        parts: list[Experiment] = []
+        for k in range(n):
+            part = Experiment.from_dict(data[k])
+            transport = primary if k == 0 else primary.client()
+            sim_exp = part.replace(strategy=simulated_strategy(part.strategy, client=k))
+            engine = Engine(sim_exp, base_url=exp.target, transport=transport)
+            engine.run_token = _run_token(exp, server, host, client=k)
+            engines.append(engine)
+            parts.append(part)
+        box.append(_Clients(engines))
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(e.run()) for e in engines]
+        interrupted = False
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:  # each engine keeps what it recorded
+            interrupted = True
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait(tasks)
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+        results: dict[int, Result] = {}
+        failure: RunError | None = None
+        for k, t in enumerate(tasks):
+            try:
+                store, meta = t.result()
+            except RunError as e:
+                failure = failure or e
+                if e.records is None:
+                    continue
+                store, meta = e.records  # type: ignore[misc]
+            meta["clock"] = "virtual"
+            meta["loop"] = "asyncio"
+            results[k] = Result(df=store.to_frame(), experiment=parts[k], meta=meta)
+        t0 = min(float(r.meta["t0_monotonic"]) for r in results.values())
+        merged = _merge(exp, results, offsets, interrupted=interrupted, server_log=primary.log(t0))
+        merged.meta["virtual_s"] = float(primary.loop.time() - t0)
+        merged.meta["clients"] = n
+        merged.meta.update(host.as_dict())
+        if server is not None:
+            merged.meta["server"] = repr(server)
+        if failure is not None:
+            failure.result = merged
+            raise failure
+        return merged
 
     return execute
 
 
 def _result(
-    exp: Experiment, store: Any, meta: dict[str, Any], transport: SimulatedServer, rtt_s: float
+    exp: Experiment, store: Any, meta: dict[str, Any], transport: SimulatedServer, host: Host
 ) -> Result:
     meta["clock"] = "virtual"
     meta["loop"] = "asyncio"  # a VirtualClockLoop is asyncio's selector loop
     meta["virtual_s"] = float(transport.loop.time() - meta["t0_monotonic"])
-    meta["rtt_s"] = rtt_s
+    meta.update(host.as_dict())
     if transport.server is not None:
         meta["server"] = repr(transport.server)
     server_log = transport.log(meta["t0_monotonic"])
     return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
+
+
+def _pick(server: LocalServer | None, host: Host, clients: int) -> Any:
+    return _executor(server, host) if clients == 1 else _clients_executor(server, host, clients)
 
 
 def simulate(
@@ -141,21 +254,38 @@ def simulate(
     server: LocalServer | None = None,
     *,
     progress: bool = True,
+    clients: int = 1,
     rtt_s: float = DEFAULT_RTT_S,
+    cpu_s: float = DEFAULT_CPU_S,
+    late_s: float = DEFAULT_LATE_S,
+    connect_s: float = DEFAULT_CONNECT_S,
 ) -> Result:
     """Run ``experiment`` on a virtual clock against a simulated ``server``; return its Result.
 
     ``server`` is a :class:`~ratelab.LocalServer` (started or not; it is never contacted):
     its latency model and seed, ``rate_limit``, ``max_concurrency``, ``overload_status`` and
     ``faults`` are what is simulated. None: a server with no latency and no policies, for a
-    loopback target (a target elsewhere needs a server model). ``rtt_s`` is the fixed network
-    round trip, part of every request's latency. Works in scripts and in Jupyter; an
-    interrupt returns the partial Result. What cannot be simulated (``processes > 1``,
-    uvloop, ``SharedRateLimit``) raises
+    loopback target (a target elsewhere needs a server model). ``clients=N`` runs N
+    independent clients (each its own guards, pool and engine, with its share of the
+    requests and workers as ``processes=N`` splits them; seeds ``seed + k``) on the same
+    virtual loop against ONE simulated server, merged with a ``process`` column as
+    ``rl.run(exp, processes=N)`` merges them: a per-client ``RateLimit(r)`` lets N x r
+    through, a ``SharedRateLimit`` (simulated: an in-memory moving window shared by the
+    clients, on the virtual clock) keeps them at r together. ``rtt_s`` is the fixed network
+    round trip, part of every request's latency; ``cpu_s`` the host's CPU time per request,
+    spent one request at a time as it arrives (requests arriving together queue for it);
+    ``late_s`` how late the server's latency sleep wakes (asyncio's selector waits in whole
+    milliseconds); ``connect_s`` the CPU time to open a connection (a request opens one
+    when no idle connection is left, as aiohttp's connector does). The defaults are what
+    ``benchmarks/bench_fidelity.py`` measured on loopback; 0 for all four is an ideal host.
+    Works in scripts and in Jupyter; an
+    interrupt returns the partial Result. What cannot be simulated (``processes > 1``: use
+    ``clients``; uvloop; a ``SharedRateLimit`` other than the moving window) raises
     :class:`~ratelab.errors.ConfigError` before anything runs.
     """
-    server = check_simulation(experiment, server, rtt_s)
-    return _run_in_thread(experiment, progress, _loop, _executor(server, float(rtt_s)))
+    server = check_simulation(experiment, server, rtt_s, clients=clients)
+    execute = _pick(server, Host(rtt_s, cpu_s, late_s, connect_s), int(clients))
+    return _run_in_thread(experiment, progress, _loop, execute)
 
 
 async def asimulate(
@@ -163,10 +293,14 @@ async def asimulate(
     server: LocalServer | None = None,
     *,
     progress: bool = True,
+    clients: int = 1,
     rtt_s: float = DEFAULT_RTT_S,
+    cpu_s: float = DEFAULT_CPU_S,
+    late_s: float = DEFAULT_LATE_S,
+    connect_s: float = DEFAULT_CONNECT_S,
 ) -> Result:
     """``await rl.asimulate(exp, server)``: :func:`simulate` without blocking the caller's
     loop (the simulation runs on a virtual-clock loop in a worker thread)."""
-    server = check_simulation(experiment, server, rtt_s)
-    execute = _executor(server, float(rtt_s))
+    server = check_simulation(experiment, server, rtt_s, clients=clients)
+    execute = _pick(server, Host(rtt_s, cpu_s, late_s, connect_s), int(clients))
     return await asyncio.to_thread(_run_in_thread, experiment, progress, _loop, execute)

@@ -23,7 +23,14 @@ Every decision is taken when the request arrives, in arrival order: with a fixed
 that is the order requests are sent in, and every departure is known at arrival, so the
 concurrency cap is kept exactly without a timer per request (a heap of departures).
 
-Not modelled: TCP connection set-up and keep-alive, aiohttp's silent re-send of an
+The host is modelled by four timings (defaults measured on loopback by
+``benchmarks/bench_fidelity.py``; all 0 is an ideal host): ``rtt_s``, ``cpu_s`` (the CPU
+time of a request, one at a time: a burst queues), ``late_s`` (a latency sleep wakes that
+late) and ``connect_s`` (a fresh connection's CPU, plus a round trip; connections are
+reused as aiohttp's connector reuses them, the last released first, up to
+:data:`KEEPALIVE_S` idle).
+
+Not modelled: aiohttp's silent re-send of an
 idempotent request after a reset, and the exact size of the JSON bodies (``bytes`` is the
 size of ``/bytes/{n}``, 0 for ``/status/{code}``, and :data:`JSON_BODY_BYTES` for the JSON
 routes).
@@ -58,10 +65,33 @@ from ratelab.simulation.pool import SimulatedPool
 if TYPE_CHECKING:
     from ratelab.server.local import LocalServer
 
-__all__ = ["DEFAULT_RTT_S", "JSON_BODY_BYTES", "ServerDisconnectedError", "SimulatedServer"]
+__all__ = [
+    "DEFAULT_CONNECT_S",
+    "DEFAULT_CPU_S",
+    "DEFAULT_LATE_S",
+    "DEFAULT_RTT_S",
+    "JSON_BODY_BYTES",
+    "KEEPALIVE_S",
+    "ServerDisconnectedError",
+    "SimulatedClient",
+    "SimulatedServer",
+]
 
-#: The simulated network round trip by default: loopback-like.
-DEFAULT_RTT_S = 0.0003
+#: The simulated network round trip by default: loopback, with the part of both aiohttp
+#: stacks' per-request work that does not queue (measured: ``benchmarks/bench_fidelity.py``).
+DEFAULT_RTT_S = 0.0006
+#: The host's CPU time per request by default (the server's parsing, routing, logging and
+#: answer, and the client's own work, on one core at a time): requests arriving together
+#: queue for it. Measured on loopback by ``benchmarks/bench_fidelity.py``.
+DEFAULT_CPU_S = 0.0002
+#: How late a server's latency sleep ends by default: asyncio's selector loop waits in whole
+#: milliseconds, rounded up, and then runs what is ready.
+DEFAULT_LATE_S = 0.0009
+#: The host's CPU time to open a connection by default (both ends' connect, accept and
+#: set-up), spent as ``cpu_s`` is, plus one round trip for the handshake.
+DEFAULT_CONNECT_S = 0.0006
+#: aiohttp's ``TCPConnector(keepalive_timeout=15)``: an idle connection older is not reused.
+KEEPALIVE_S = 15.0
 #: The ``bytes`` recorded for a JSON route's answer (the LocalServer's echo is about this).
 JSON_BODY_BYTES = 300
 
@@ -114,30 +144,45 @@ class SimulatedServer(Transport):
     ``server`` (a :class:`~ratelab.LocalServer`, started or not, never contacted; None: no
     latency, no policies) gives the latency model and its ``seed``, ``rate_limit``,
     ``max_concurrency``, ``overload_status`` and ``faults``; ``rtt_s`` is the fixed network
-    round trip. ``seed`` is used when the server has none. One object serves one run; its
-    :meth:`log` is the server's view of it, with the LocalServer log's columns.
+    round trip; ``cpu_s`` the host's CPU time per request, spent one request at a time
+    before the server decides (so requests arriving together queue for it); ``late_s`` how
+    late the server's latency sleep wakes; ``connect_s`` the CPU time to open a connection
+    (taken when no idle connection younger than :data:`KEEPALIVE_S` is left, the last
+    released first, as aiohttp's connector does), plus a round trip. ``seed`` is used when
+    the server has none. One object serves one run (:meth:`client` gives it more clients);
+    its :meth:`log` is the server's view of it, with the LocalServer log's columns.
     """
 
     name = "simulated"
 
     def __init__(
         self, server: LocalServer | None = None, *, rtt_s: float = DEFAULT_RTT_S,
-        seed: int | None = None,
+        cpu_s: float = DEFAULT_CPU_S, late_s: float = DEFAULT_LATE_S,
+        connect_s: float = DEFAULT_CONNECT_S, seed: int | None = None,
     ) -> None:  # fmt: skip
         self.server = server
         self.rtt_s = float(rtt_s)
+        self.cpu_s = float(cpu_s)
+        self.late_s = float(late_s)
+        self.connect_s = float(connect_s)
+        self.cpu_free_s = -math.inf  # when the host's CPU is next free
         self.half_s = self.rtt_s / 2
         self.seed = seed if server is None or server.seed is None else server.seed
         self.rows: list[Row] = []
+        self.started = False
 
     async def open(
         self, stamps: Stamps, *, limit: int, limit_per_host: int, timeout_s: float | None
     ) -> None:
-        self.stamps = stamps
-        self.loop = asyncio.get_running_loop()
-        self.pool = SimulatedPool(stamps, limit=limit, limit_per_host=limit_per_host)
-        self.timeout_s = timeout_s
-        # fresh state, seeded as LocalServer.__init__ seeds it (spawn(3): latency, data, faults)
+        _open_client(self, stamps, limit, limit_per_host, timeout_s)
+        self._start()
+
+    def _start(self) -> None:
+        """Fresh server state, once per run (every client shares it), seeded as
+        LocalServer.__init__ seeds it (spawn(3): latency, data, faults)."""
+        if self.started:
+            return
+        self.started = True
         latency_rng, _data_rng, fault_rng = np.random.default_rng(self.seed).spawn(3)
         srv = self.server
         self.latency = None
@@ -154,8 +199,14 @@ class SimulatedServer(Transport):
                 self.policy = Policy(
                     srv.rate_limit, srv.max_concurrency, srv.overload_status, faults
                 )
+        self.cpu_free_s = -math.inf
         self.departures: list[float] = []  # of admitted requests, when a cap counts them
         self.paths: dict[str, tuple[str, tuple[int, float, int]]] = {}
+
+    def client(self) -> SimulatedClient:
+        """Another client of this server (its own pool and connections, as another process
+        would have): a Transport for another Engine on the same loop."""
+        return SimulatedClient(self)
 
     def _path(self, method: str, url: str) -> tuple[str, tuple[int, float, int]]:
         key = method + " " + url
@@ -168,30 +219,21 @@ class SimulatedServer(Transport):
         return hit
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
-        loop = self.loop
-        pool = self.pool
-        timeout_s = self.timeout_s
-        deadline = math.inf
-        if timeout_s is not None:
-            deadline = loop.time() + timeout_s
-            if pool.cap and pool.in_use >= pool.cap:  # aiohttp's total timeout covers it
-                async with asyncio.timeout_at(deadline):
-                    await pool.acquire(row)
-            else:
-                await pool.acquire(row)
-        else:
-            await pool.acquire(row)
-        try:
-            return await self._exchange(loop, row, method, url, request_id, deadline)
-        finally:
-            pool.release()
+        return await _send(self, self, row, method, url, request_id)
 
     async def _exchange(
         self, loop: asyncio.AbstractEventLoop, row: int, method: str, url: str,
-        request_id: str, deadline: float,
+        request_id: str, deadline: float, fresh: bool, stamps: Stamps,
     ) -> Reply:  # fmt: skip
         half = self.half_s
         arrival = loop.time() + half
+        cpu_s = self.cpu_s
+        if fresh and self.connect_s:  # the handshake's round trip, then its CPU
+            arrival += self.rtt_s
+            cpu_s += self.connect_s
+        if cpu_s:  # one request at a time on the host's CPU, in arrival order
+            arrival = max(arrival, self.cpu_free_s) + cpu_s
+            self.cpu_free_s = arrival
         path, (status, extra_s, nbytes) = self._path(method, url)
         decision = "ok"
         headers: dict[str, str] | None = None
@@ -208,7 +250,7 @@ class SimulatedServer(Transport):
                     status, decision, nbytes, answered = 429, "rate_limited", 12, True
                     return await self._answer(row, request_id, method, path, arrival,
                                               arrival, status, decision, headers, nbytes,
-                                              deadline)  # fmt: skip
+                                              deadline, stamps)  # fmt: skip
             cap = policy.max_concurrency
             if cap is not None:
                 deps = self.departures
@@ -218,7 +260,7 @@ class SimulatedServer(Transport):
                     status, decision, nbytes = policy.overload_status, "overloaded", 10
                     return await self._answer(row, request_id, method, path, arrival,
                                               arrival, status, decision, headers, nbytes,
-                                              deadline)  # fmt: skip
+                                              deadline, stamps)  # fmt: skip
                 counted = True
             if policy.faults is not None:
                 fault = policy.faults.next()
@@ -234,6 +276,8 @@ class SimulatedServer(Transport):
                 assert fault == FAULT_STALL
                 status, service, extra_s, answered = STATUS_CANCELLED, math.inf, 0.0, False
         departure = arrival + service + extra_s
+        if self.late_s and departure > arrival:
+            departure += self.late_s
         if departure + half > deadline:  # the client hangs up first: the server logs 499
             departure = deadline + half
             status, answered = STATUS_CANCELLED, False
@@ -241,12 +285,12 @@ class SimulatedServer(Transport):
             heapq.heappush(self.departures, departure)
         return await self._answer(row, request_id, method, path, arrival, departure, status,
                                   decision, headers if answered else None, nbytes, deadline,
-                                  answered)  # fmt: skip
+                                  stamps, answered)  # fmt: skip
 
     async def _answer(
         self, row: int, request_id: str, method: str, path: str, arrival: float,
         departure: float, status: int, decision: str, headers: dict[str, str] | None,
-        nbytes: int, deadline: float, answered: bool = True,
+        nbytes: int, deadline: float, stamps: Stamps, answered: bool = True,
     ) -> Reply:  # fmt: skip
         run, rid, attempt = request_id.rsplit("-", 2)
         self.rows.append(
@@ -263,8 +307,7 @@ class SimulatedServer(Transport):
         delay = back - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        st = self.stamps
-        st.store.headers_s[row] = st.now() - st.t0
+        stamps.store.headers_s[row] = stamps.now() - stamps.t0
         retry_after = headers.get("Retry-After") if headers is not None and status >= 400 else None
         return status, retry_after, nbytes
 
@@ -275,3 +318,67 @@ class SimulatedServer(Transport):
         frame = log.frame(t0=t0)
         frame["run"] = frame["run"].cat.remove_unused_categories()
         return frame
+
+
+class SimulatedClient(Transport):
+    """Another client of a :class:`SimulatedServer` (see :meth:`SimulatedServer.client`): its
+    own pool, connections and stamps; the server's state, clock and log are shared."""
+
+    name = "simulated"
+
+    def __init__(self, server: SimulatedServer) -> None:
+        self.server = server
+
+    async def open(
+        self, stamps: Stamps, *, limit: int, limit_per_host: int, timeout_s: float | None
+    ) -> None:
+        _open_client(self, stamps, limit, limit_per_host, timeout_s)
+        self.server._start()
+
+    async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
+        return await _send(self, self.server, row, method, url, request_id)
+
+
+def _open_client(
+    c: SimulatedServer | SimulatedClient, stamps: Stamps, limit: int, limit_per_host: int,
+    timeout_s: float | None,
+) -> None:  # fmt: skip
+    c.stamps = stamps
+    c.loop = asyncio.get_running_loop()
+    c.pool = SimulatedPool(stamps, limit=limit, limit_per_host=limit_per_host)
+    c.timeout_s = timeout_s
+    c.idle = []  # release times of the idle connections (the last released on top)
+
+
+async def _send(
+    c: SimulatedServer | SimulatedClient, server: SimulatedServer, row: int, method: str,
+    url: str, request_id: str,
+) -> Reply:  # fmt: skip
+    """One request of client ``c``: a connection from its pool (reused, or opened), then
+    the exchange with ``server``."""
+    loop = c.loop
+    pool = c.pool
+    timeout_s = c.timeout_s
+    deadline = math.inf
+    if timeout_s is not None:
+        deadline = loop.time() + timeout_s
+        if pool.cap and pool.in_use >= pool.cap:  # aiohttp's total timeout covers it
+            async with asyncio.timeout_at(deadline):
+                await pool.acquire(row)
+        else:
+            await pool.acquire(row)
+    else:
+        await pool.acquire(row)
+    fresh = True  # no idle connection young enough: a new one
+    idle = c.idle
+    if idle:
+        if loop.time() - idle[-1] <= KEEPALIVE_S:
+            idle.pop()
+            fresh = False
+        else:  # the last released is too old: so are all the others
+            idle.clear()
+    try:
+        return await server._exchange(loop, row, method, url, request_id, deadline, fresh, c.stamps)
+    finally:
+        pool.release()
+        idle.append(loop.time())

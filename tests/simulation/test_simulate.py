@@ -27,6 +27,8 @@ def _exp(**kwargs: Any) -> rl.Experiment:
 
 
 def _sim(exp: rl.Experiment, server: rl.LocalServer | None = None, **kw: Any) -> rl.Result:
+    for name in ("cpu_s", "late_s", "connect_s"):  # an ideal host: exact times
+        kw.setdefault(name, 0.0)
     return rl.simulate(exp, server, progress=False, **kw)
 
 
@@ -198,10 +200,14 @@ def test_sweep_simulated() -> None:
     sw = rl.sweep(base, simulate=True, server=server, progress=False,
                   latency=[rl.Fixed(0.1), rl.Fixed(0.2)])  # fmt: skip
     assert [r.meta["clock"] for r in sw.results] == ["virtual", "virtual"]
-    # 40 requests through 10 connections: 4 rounds of latency + rtt
-    assert [r.df.done_s.max() for r in sw.results] == pytest.approx(
-        [4 * (0.1 + DEFAULT_RTT_S), 4 * (0.2 + DEFAULT_RTT_S)], abs=1e-6
-    )
+    # each point is rl.simulate with the point's latency on the server (the default host)
+    for r, lat in zip(sw.results, (0.1, 0.2), strict=True):
+        model = rl.LocalServer(latency=rl.Fixed(lat), rate_limit=server.rate_limit)
+        alone = rl.simulate(base, model, progress=False)
+        pd.testing.assert_frame_equal(r.df, alone.df)
+        # 40 requests through 10 connections: 4 rounds of latency + rtt (+ the host's CPU,
+        # 10 fresh connections, and the late wake-ups: a few ms)
+        assert 4 * (lat + DEFAULT_RTT_S) < r.df.done_s.max() < 4 * (lat + DEFAULT_RTT_S) + 0.03
     with pytest.raises(rl.ConfigError):
         rl.sweep(base.replace(processes=2), simulate=True, workers=[1, 2])
     with pytest.raises(rl.ConfigError):
