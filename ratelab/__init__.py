@@ -71,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "compare": "analysis.plots",
     "dashboard": "analysis.plots",
     "plot_concurrency": "analysis.plots",
+    "plot_headers": "analysis.headers",
     "plot_latency": "analysis.plots",
     "plot_throughput": "analysis.plots",
     "plot_timeline": "analysis.plots",
@@ -106,6 +107,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab import testing
+    from ratelab.analysis.headers import plot_headers
     from ratelab.analysis.metrics import (
         WindowStats,
         concurrency,

@@ -34,11 +34,13 @@ from ratelab.errors import ConfigError, ResultFileError
 from ratelab.experiment.experiment import Experiment
 
 __all__ = [
+    "HEADERS_KEY",
     "MARKER_KEY",
     "SCHEMA_VERSION",
     "SERVER_LOG_KEY",
     "ResultFileError",
     "ResultParts",
+    "empty_headers",
     "read_result",
     "write_result",
 ]
@@ -49,6 +51,9 @@ SCHEMA_VERSION = 1
 MARKER_KEY = b"ratelab"
 #: Schema-metadata key of the embedded server log (base64 of a zstd Arrow IPC stream).
 SERVER_LOG_KEY = b"ratelab.server_log"
+#: Schema-metadata key of the recorded response headers (same encoding as the server log;
+#: absent when none were recorded, and in files written before they were).
+HEADERS_KEY = b"ratelab.headers"
 # The header's "format": the module that first wrote these files. Files carry it, so it
 # stays as it is wherever the code lives.
 _FORMAT = "ratelab.analysis.result"
@@ -64,6 +69,19 @@ class ResultParts(NamedTuple):
     experiment: Experiment
     meta: dict[str, Any]
     server_log: pd.DataFrame | None
+    headers: pd.DataFrame | None = None
+
+
+def empty_headers() -> pd.DataFrame:
+    """The recorded-headers frame with no rows: request_id, attempt, name, value."""
+    return pd.DataFrame(
+        {
+            "request_id": np.zeros(0, np.int64),
+            "attempt": np.zeros(0, np.int16),
+            "name": pd.Categorical([]),
+            "value": pd.Series([], dtype=object),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- dtypes
@@ -188,6 +206,7 @@ def write_result(
     experiment: Experiment,
     meta: dict[str, Any],
     server_log: pd.DataFrame | None = None,
+    headers: pd.DataFrame | None = None,
 ) -> Path:
     """Write one run to one Parquet file (atomically; parent directories are created).
 
@@ -209,6 +228,8 @@ def write_result(
     metadata[MARKER_KEY] = _to_json(header)
     if server_log is not None:
         metadata[SERVER_LOG_KEY] = _encode_server_log(server_log)
+    if headers is not None and len(headers):
+        metadata[HEADERS_KEY] = _encode_server_log(headers)
     table = table.replace_schema_metadata(metadata)
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +341,16 @@ def _read(path: Path, pf: pq.ParquetFile) -> ResultParts:
             raise _fail(path, f"the embedded server log is damaged ({e})") from e
         server_log = _restore_dtypes(server_log, header.get("server_log_columns") or {})
 
+    headers = empty_headers()
+    raw_headers = metadata.get(HEADERS_KEY)
+    if raw_headers is not None:
+        try:
+            headers = _decode_server_log(raw_headers)
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise _fail(path, f"the recorded headers are damaged ({e})") from e
+        headers["attempt"] = headers["attempt"].astype(np.int16)
+        headers["value"] = headers["value"].astype(object)
+
     try:
         experiment = Experiment.from_dict(header["experiment"])
     except (ConfigError, KeyError, TypeError) as e:
@@ -327,4 +358,6 @@ def _read(path: Path, pf: pq.ParquetFile) -> ResultParts:
     meta = _decode(header.get("meta"))
     if not isinstance(meta, dict):
         raise _fail(path, "the ratelab metadata is damaged (meta is not a mapping)")
-    return ResultParts(df=df, experiment=experiment, meta=meta, server_log=server_log)
+    return ResultParts(
+        df=df, experiment=experiment, meta=meta, server_log=server_log, headers=headers
+    )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratelab.analysis.files import read_result, write_result
+from ratelab.analysis.files import empty_headers, read_result, write_result
 from ratelab.errors import ConfigError
 from ratelab.experiment.experiment import Experiment
 
@@ -40,12 +40,22 @@ _HEADLINE_CACHE = "_headline_cache"  # instance attribute holding _headline()'s 
 class Result:
     """One run: ``df`` (one row per request attempt, see :mod:`ratelab.records.store`),
     ``experiment``, ``meta`` (versions, platform, start time, seed, wall time, interrupted)
-    and ``server_log`` (the LocalServer's own view, on the same clock; None otherwise)."""
+    and ``server_log`` (the LocalServer's own view, on the same clock; None otherwise).
+
+    ``headers``: the recorded response headers (rate-limit ones and the Experiment's
+    ``record_headers``), one row per header per attempt: ``request_id``, ``attempt``,
+    ``name`` (lower case), ``value`` (str); empty when none were sent (or the run predates
+    it). Join it to ``df`` on (request_id, attempt) for times."""
 
     df: pd.DataFrame
     experiment: Experiment
     meta: dict[str, Any] = field(default_factory=dict)
     server_log: pd.DataFrame | None = None
+    headers: pd.DataFrame = field(default_factory=lambda: empty_headers())
+
+    def __post_init__(self) -> None:
+        if self.headers is None:
+            object.__setattr__(self, "headers", empty_headers())
 
     @property
     def label(self) -> str:
@@ -71,6 +81,7 @@ class Result:
             experiment=self.experiment,
             meta=self.meta,
             server_log=self.server_log,
+            headers=self.headers,
         )
 
     @classmethod
@@ -216,7 +227,11 @@ def load(path: str | os.PathLike[str]) -> Result:
     """
     parts = read_result(_file_path("path", path))
     return Result(
-        df=parts.df, experiment=parts.experiment, meta=parts.meta, server_log=parts.server_log
+        df=parts.df,
+        experiment=parts.experiment,
+        meta=parts.meta,
+        server_log=parts.server_log,
+        headers=parts.headers,
     )
 
 

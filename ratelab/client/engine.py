@@ -38,9 +38,10 @@ import numpy as np
 
 from ratelab.client.loops import loop_name, stamp_clock, timer_delay_s
 from ratelab.client.transports import transport_for
-from ratelab.client.transports.base import Stamps, Transport
+from ratelab.client.transports.base import HeaderNames, RequestSpec, Stamps, Transport
 from ratelab.errors import RunError
 from ratelab.experiment.experiment import Experiment, check_drawn
+from ratelab.experiment.request_options import check_sendable
 from ratelab.experiment.strategies import Retry
 from ratelab.records.schema import ERROR_CANCELLED
 from ratelab.records.store import RecordStore
@@ -69,6 +70,23 @@ def parse_retry_after(value: str) -> float | None:
     if when.tzinfo is None:  # "-0000": UTC, says RFC 5322
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def request_specs(exp: Experiment, urls: list[str]) -> dict[str, RequestSpec]:
+    """What each endpoint's requests carry, by URL (only those that carry something): the
+    Experiment's headers/body/auth, with the endpoint's overrides (its headers on top, its
+    body instead)."""
+    out: dict[str, RequestSpec] = {}
+    for path, url in zip(exp.endpoints, urls, strict=True):
+        o = exp.endpoint_options.get(path, {})
+        headers = {**(exp.headers or {}), **o.get("headers", {})} or None
+        own_body = "json" in o or "data" in o
+        json = o.get("json") if own_body else exp.json
+        data = o.get("data") if own_body else exp.data
+        auth = exp.auth if isinstance(exp.auth, tuple) else None
+        if headers or json is not None or data is not None or auth is not None:
+            out[url] = RequestSpec(headers=headers, json=json, data=data, auth=auth)
+    return out
 
 
 class _Failed(Exception):
@@ -120,9 +138,12 @@ class Engine:
         if self.arrival_s is not None:
             check_drawn("arrivals", exp.arrivals, self.arrival_s)
         self.codes: list[int] = codes.tolist()  # cheaper to index than numpy
-        self.method = exp.method
-        self.store = RecordStore(n, endpoints=self.endpoints, methods=[exp.method])
-        self.store.add_requests(np.arange(n), codes, np.zeros(n, np.int32))
+        opts = exp.endpoint_options
+        self.methods = [opts.get(p, {}).get("method", exp.method) for p in self.endpoints]
+        methods = list(dict.fromkeys(self.methods))
+        self.store = RecordStore(n, endpoints=self.endpoints, methods=methods)
+        method_codes = np.array([methods.index(m) for m in self.methods], np.int32)[codes]
+        self.store.add_requests(np.arange(n), codes, method_codes)
         self.t0 = 0.0
 
     # -- the run -------------------------------------------------------------------------
@@ -137,7 +158,8 @@ class Engine:
         self.now = now = self.clock if self.clock is not None else stamp_clock(loop)
         exp = self.experiment
         if self.transport is None:  # the Experiment's client: aiohttp (default) or httpx
-            self.transport = transport_for(exp.client)
+            check_sendable(exp)  # no redacted secret, no request function lost in a file
+            self.transport = transport_for(exp.client, request=exp.request)  # type: ignore[arg-type]
         transport = self.transport
         self._build_guards()
         self.retry_rng = random.Random(exp.seed)
@@ -147,6 +169,8 @@ class Engine:
         limit, limit_per_host = exp.strategy.build_limits()
         self.queue: asyncio.Queue[int] = asyncio.Queue()
         self.urls = [self.base_url + p for p in self.endpoints]
+        transport.prepare(specs=request_specs(exp, self.urls), header_names=HeaderNames(
+            exp.record_headers))  # fmt: skip
         interrupted = False
         failure: RunError | None = None
         opened = False
@@ -356,7 +380,7 @@ class Engine:
             s.sent_s[row] = t
             rid = row if attempt == 1 else int(s.request_id[row])
             status, retry_header, nbytes = await self._send(
-                row, self.method, self.urls[code], f"{self.run_token}-{rid}-{attempt}"
+                row, self.methods[code], self.urls[code], f"{self.run_token}-{rid}-{attempt}"
             )
             s.status[row] = status
             s.bytes[row] = nbytes
@@ -368,6 +392,8 @@ class Engine:
         except Exception as e:  # a failure is data, never a crashed run
             error = self.transport.error_name(e)  # type: ignore[union-attr]
             s.error[row] = s.error_code(error)
+            if s.pool_queued_s[row] == s.pool_queued_s[row] and np.isnan(s.pool_acquired_s[row]):
+                s.sent_s[row] = np.nan  # waited for a connection, never got one: never sent
         finally:
             s.done_s[row] = now() - t0
             self.completed += 1

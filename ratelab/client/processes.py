@@ -222,7 +222,9 @@ def _child_main(
         with asyncio.Runner(loop_factory=loop_factory(exp.loop)) as runner:
             store, meta = runner.run(_run_engine(engine, signals))
         meta["pid"] = os.getpid()
-        result = Result(df=store.to_frame(), experiment=exp, meta=meta)
+        result = Result(
+            df=store.to_frame(), experiment=exp, meta=meta, headers=store.headers_frame()
+        )
         path = result.save(Path(out_dir) / f"process-{k}.parquet")
         messages.put(("done", k, str(path)))
     except BaseException:
@@ -294,7 +296,7 @@ def _slices(exp: Experiment, n: int, url: str) -> tuple[list[dict[str, Any]], li
         if isinstance(arrivals, Constant | Poisson) and requests[k] > 0:
             share = requests[k] / exp.requests
             changes["arrivals"] = type(arrivals)(arrivals.rate_per_s * share)
-        out.append(exp.replace(**changes).to_dict())
+        out.append(exp.replace(**changes).to_dict(redact=False))  # secrets to the children
     return out, offsets
 
 
@@ -588,7 +590,11 @@ def _merge(
         log["request_id"] = log["request_id"] + np.asarray(offsets, np.int64)[proc]
         log[PROCESS_COLUMN] = proc
         server_log = log
-    return Result(df=df, experiment=exp, meta=meta, server_log=server_log)
+    headers = [r.headers.assign(request_id=r.headers["request_id"] + offsets[k])
+               for k, r in results.items()]  # fmt: skip
+    headers_df = pd.concat(_union_categoricals(headers), ignore_index=True)
+    headers_df = headers_df.sort_values(["request_id", "attempt"], kind="stable", ignore_index=True)
+    return Result(df=df, experiment=exp, meta=meta, server_log=server_log, headers=headers_df)
 
 
 #: The ``error`` of every request of a process that died without handing in its records.

@@ -52,7 +52,10 @@ async def _result(exp: Experiment, store: Any, meta: dict[str, Any]) -> Result:
     if server_log is not None:
         server_log["run"] = server_log["run"].cat.remove_unused_categories()
     meta["clock"] = "real"
-    return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
+    return Result(
+        df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log,
+        headers=store.headers_frame(),
+    )  # fmt: skip
 
 
 async def arun(experiment: Experiment, *, progress: bool = True) -> Result:

@@ -19,7 +19,7 @@ import dataclasses
 import ipaddress
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,6 +29,17 @@ from ratelab.errors import ConfigError
 from ratelab.experiment.arrivals import ARRIVALS, Arrivals
 from ratelab.experiment.distributions import Distribution, as_distribution
 from ratelab.experiment.loop_option import check_loop
+from ratelab.experiment.request_options import (
+    check_auth,
+    check_body,
+    check_endpoint_options,
+    check_headers,
+    check_record_headers,
+    check_request,
+    redact_auth,
+    redact_headers,
+    request_to_plain,
+)
 from ratelab.experiment.strategies import Strategy, as_strategy
 
 if TYPE_CHECKING:
@@ -161,6 +172,27 @@ def _check_endpoints(value: object) -> dict[str, float]:
     return out
 
 
+def _split_endpoint_options(
+    endpoints: object, options: Mapping[str, Mapping[str, Any]] | None
+) -> tuple[object, dict[str, Mapping[str, Any]]]:
+    """``{"/post": {"weight": 1, "method": "POST", ...}}`` -> weights and overrides."""
+    out = dict(options or {})
+    if isinstance(endpoints, Mapping) and any(isinstance(v, Mapping) for v in endpoints.values()):
+        weights: dict[object, object] = {}
+        for path, v in endpoints.items():
+            if isinstance(v, Mapping):
+                weights[path] = v.get("weight", 1.0)
+                rest = {k: x for k, x in v.items() if k != "weight"}
+                if rest:
+                    out[path] = rest  # type: ignore[index]
+                else:
+                    out.pop(path, None)  # type: ignore[arg-type]
+            else:
+                weights[path] = v
+        endpoints = weights
+    return endpoints, out
+
+
 @dataclass(frozen=True, kw_only=True)
 class Experiment:
     """An immutable description of one run, plain data: ``pickle`` and
@@ -191,11 +223,19 @@ class Experiment:
     processes: int = 1
     loop: str = "asyncio"
     client: str = "aiohttp"
+    request: Callable[..., Any] | str | None = None
+    headers: Mapping[str, str] | None = None
+    json: Any = None
+    data: str | Mapping[str, str] | None = None
+    auth: tuple[str, str] | str | None = None
+    record_headers: Sequence[str] = ()
+    endpoint_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         s = object.__setattr__
         s(self, "target", _check_target(self.target))
-        s(self, "endpoints", _check_endpoints(self.endpoints))
+        weights, options = _split_endpoint_options(self.endpoints, self.endpoint_options)
+        s(self, "endpoints", _check_endpoints(weights))
         s(self, "requests", integer("requests", self.requests, minimum=0, maximum=MAX_REQUESTS))
         # more workers than requests would idle: the run starts min(workers, requests)
         s(self, "workers", integer("workers", self.workers, minimum=1, maximum=MAX_REQUESTS))
@@ -229,10 +269,50 @@ class Experiment:
             raise ConfigError(
                 "client", self.client, f"must be one of {', '.join(map(repr, CLIENTS))}"
             )
+        self._check_requests(options)
         if not isinstance(self.polite, bool):
             raise ConfigError("polite", self.polite, "must be True or False")
         if self.polite:
             self._check_polite()
+
+    def _check_requests(self, options: Mapping[str, Mapping[str, Any]]) -> None:
+        """What the requests carry (:mod:`ratelab.experiment.request_options`)."""
+        s = object.__setattr__
+        s(self, "request", check_request(self.request, processes=self.processes))
+        s(self, "headers", check_headers("headers", self.headers))
+        s(self, "auth", check_auth(self.auth))
+        s(self, "record_headers", check_record_headers(self.record_headers))
+        opts = {}
+        for path, o in options.items():
+            if path not in self.endpoints:  # e.g. replace(endpoints=...) dropped the path
+                continue
+            checked = check_endpoint_options(path, o, methods=_METHODS)
+            if checked:
+                opts[path] = checked
+        s(self, "endpoint_options", opts)
+        for path in self.endpoints:
+            o = opts.get(path, {})
+            own_body = "json" in o or "data" in o
+            check_body(
+                f"endpoints[{path!r}]." if own_body else "",
+                o.get("method", self.method),
+                o.get("json") if own_body else self.json,
+                o.get("data") if own_body else self.data,
+            )
+
+    def __repr__(self) -> str:
+        """The fields, with secrets (``auth``, secret header values) redacted."""
+        plain = self.to_dict()
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("headers", "auth", "endpoint_options", "request"):
+                value = plain.get(f.name, value) if f.name != "endpoint_options" else {
+                    p: {**o, "headers": redact_headers(o.get("headers"))} if "headers" in o else o
+                    for p, o in value.items()
+                }  # fmt: skip
+            parts.append(f"{f.name}={value!r}")
+        return f"Experiment({', '.join(parts)})"
 
     def _check_polite(self) -> None:
         """Against a host that is not this machine, stay modest unless told otherwise."""
@@ -272,8 +352,10 @@ class Experiment:
         """A copy with some fields changed (validated like the original)."""
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON/TOML-friendly); :meth:`from_dict` reads it back."""
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """Plain data (JSON/TOML-friendly); :meth:`from_dict` reads it back. Secrets
+        (``auth``, secret header values) are ``"<redacted>"`` unless ``redact=False`` (for
+        handing the Experiment to a child process, never for files)."""
         return {
             "target": self.target,
             "endpoints": dict(self.endpoints),  # type: ignore[arg-type]
@@ -290,7 +372,32 @@ class Experiment:
             "processes": self.processes,
             "loop": self.loop,
             "client": self.client,
+            **self._requests_to_dict(redact=redact),
         }
+
+    def _requests_to_dict(self, *, redact: bool) -> dict[str, Any]:
+        """The request fields that differ from their defaults (older files lack them)."""
+        out: dict[str, Any] = {}
+        if self.request is not None:
+            out["request"] = request_to_plain(self.request)
+        if self.headers is not None:
+            out["headers"] = redact_headers(self.headers) if redact else dict(self.headers)
+        if self.json is not None:
+            out["json"] = self.json
+        if self.data is not None:
+            out["data"] = self.data if isinstance(self.data, str) else dict(self.data)
+        if self.auth is not None:
+            out["auth"] = redact_auth(self.auth) if redact else list(self.auth)
+        if self.record_headers:
+            out["record_headers"] = list(self.record_headers)
+        if self.endpoint_options:  # in the endpoints table: {path: {weight, method, ...}}
+            endpoints = out["endpoints"] = dict(self.endpoints)  # type: ignore[arg-type]
+            for path, o in self.endpoint_options.items():
+                o = dict(o)
+                if redact and "headers" in o:
+                    o["headers"] = redact_headers(o["headers"])
+                endpoints[path] = {"weight": self.endpoints[path], **o}  # type: ignore[index]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Experiment:

@@ -35,6 +35,8 @@ class RecordStore:
         self.errors: list[str] = []  # categories of the error column, in first-seen order
         self._error_codes: dict[str, int] = {}
         self.n = 0  # rows in use
+        #: Recorded response headers: (row, lower-case name, value), see :meth:`headers_frame`.
+        self.header_rows: list[tuple[int, str, str]] = []
         self._alloc(max(capacity, 1))
 
     def _alloc(self, capacity: int) -> None:
@@ -94,6 +96,21 @@ class RecordStore:
             code = self._error_codes[name] = len(self.errors)
             self.errors.append(name)
         return code
+
+    def headers_frame(self) -> pd.DataFrame:
+        """The recorded response headers as a long frame: ``request_id``, ``attempt``,
+        ``name`` (lower case), ``value`` (str), sorted like :meth:`to_frame`."""
+        rows = self.header_rows
+        idx = np.fromiter((r for r, _, _ in rows), np.int64, len(rows))
+        df = pd.DataFrame(
+            {
+                "request_id": self.request_id[idx],
+                "attempt": self.attempt[idx],
+                "name": pd.Categorical([n for _, n, _ in rows]),
+                "value": pd.Series([v for _, _, v in rows], dtype=object),
+            }
+        )
+        return df.sort_values(["request_id", "attempt"], kind="stable", ignore_index=True)
 
     def to_frame(self) -> pd.DataFrame:
         """The rows recorded so far as the documented DataFrame (copies the data once: the

@@ -13,7 +13,8 @@
 Each attempt takes a pooled connection (:class:`~ratelab.simulation.pool.SimulatedPool`:
 aiohttp's ``TCPConnector`` semantics with ``limit`` and ``limit_per_host`` for one host,
 stamping ``pool_queued_s``/``pool_acquired_s`` and ``sent_s`` when it waited), then
-``latency_s`` on the loop's clock, then stamps ``headers_s`` and answers
+``latency_s`` on the loop's clock (the Experiment's ``timeout_s`` bounds both, as
+aiohttp's total timeout does), then stamps ``headers_s`` and answers
 ``respond(request)``: a status, ``(status, headers)``, or an exception instance to raise
 (the attempt's failure).
 """
@@ -83,14 +84,21 @@ class ScriptedTransport(Transport):
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         st = self.stamps
-        await self.pool.acquire(row)
+        timeout_s = self.timeout_s
+        if timeout_s is None:
+            await self.pool.acquire(row)
+        else:  # the timeout is the attempt's total, pool wait included (as aiohttp's)
+            begun = st.now()
+            async with asyncio.timeout(timeout_s):
+                await self.pool.acquire(row)
+            timeout_s -= st.now() - begun
         try:
             _run, rid, attempt = request_id.rsplit("-", 2)
             req = SentRequest(st.at(), row, method, url, int(rid), int(attempt))
             self.sent.append(req)
             latency = self.latency_s(req) if callable(self.latency_s) else self.latency_s
-            if self.timeout_s is not None and latency > self.timeout_s:
-                await asyncio.sleep(self.timeout_s)
+            if timeout_s is not None and latency > timeout_s:
+                await asyncio.sleep(timeout_s)
                 raise TimeoutError
             if latency > 0:
                 await asyncio.sleep(latency)

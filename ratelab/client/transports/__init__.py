@@ -1,6 +1,7 @@
 """Transports: how the engine sends one attempt (``base``: the contract; ``aiohttp_transport``:
 the default, over real sockets; ``httpx_transport``: httpx's AsyncClient,
-``Experiment(client="httpx")``; :mod:`ratelab.testing.transport`: none, on a virtual clock).
+``Experiment(client="httpx")``; ``function_transport``: the user's ``request=fn`` around
+either; :mod:`ratelab.testing.transport`: none, on a virtual clock).
 
 :func:`transport_for` builds the transport an Experiment's ``client`` names; only the chosen
 client's library is imported.
@@ -9,7 +10,8 @@ client's library is imported.
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ratelab.errors import ConfigError
 
@@ -28,8 +30,14 @@ def check_client_installed(client: str) -> None:
         )
 
 
-def transport_for(client: str) -> Transport:
-    """A fresh transport for an Experiment's ``client`` (``"aiohttp"`` or ``"httpx"``)."""
+def transport_for(client: str, *, request: Callable[..., Any] | None = None) -> Transport:
+    """A fresh transport for an Experiment's ``client`` (``"aiohttp"`` or ``"httpx"``); with
+    ``request`` (``Experiment(request=fn)``), one that awaits ``fn(ctx)`` with that
+    client's session (:mod:`~ratelab.client.transports.function_transport`)."""
+    if request is not None:
+        from ratelab.client.transports.function_transport import FunctionTransport
+
+        return FunctionTransport(request, transport_for(client))
     if client == "httpx":
         check_client_installed(client)
         from ratelab.client.transports.httpx_transport import HttpxTransport

@@ -13,10 +13,18 @@ Two measured shortcuts keep the cost per request near the bare loop's:
   measured). Used only when a connection limit exists: an unlimited pool never queues.
 - the ``User-Agent`` and the ``X-Ratelab-Id`` join header are written by :class:`_Request`,
   a ``ClientRequest`` subclass, instead of merged ``headers=`` dicts (~2-3 us per request).
+
+The body is counted while it streams (``readany`` until EOF), never held whole: a 50 MB
+response costs a chunk of memory, not 50 MB per worker.
+
+An attempt that began waiting for a pooled connection and never got one (its timeout, a
+cancel) gets ``pool_acquired_s`` and ``sent_s`` NaN: it was never sent, so it has no latency.
 """
 
 from __future__ import annotations
 
+import base64
+import math
 from contextvars import ContextVar
 from typing import Any
 
@@ -24,7 +32,14 @@ import aiohttp
 import numpy as np
 from aiohttp import hdrs
 
-from ratelab.client.transports.base import ID_HEADER, Reply, Stamps, Transport, user_agent
+from ratelab.client.transports.base import (
+    ID_HEADER,
+    Reply,
+    RequestSpec,
+    Stamps,
+    Transport,
+    user_agent,
+)
 
 __all__ = ["ID_HEADER", "USER_AGENT", "AiohttpTransport", "error_name"]
 
@@ -62,7 +77,13 @@ class _PoolStampingConnector(aiohttp.TCPConnector):
         store = st.store
         if row >= 0 and np.isnan(store.pool_queued_s[row]):  # the first wait counts
             store.pool_queued_s[row] = st.now() - st.t0
-        await super()._wait_for_available_connection(key, traces)
+        try:
+            await super()._wait_for_available_connection(key, traces)
+        except BaseException:  # never got a connection: never sent
+            if row >= 0:
+                store.pool_acquired_s[row] = math.nan
+                store.sent_s[row] = math.nan
+            raise
         if row >= 0:
             t = st.now() - st.t0
             store.pool_acquired_s[row] = t
@@ -83,10 +104,41 @@ class _Request(aiohttp.ClientRequest):
         super().update_auto_headers(skip_auto_headers)
 
 
+class _HeaderStampingResponse(aiohttp.ClientResponse):
+    """aiohttp's response, stamping ``headers_s`` of the current task's row when the headers
+    have arrived (used under a request function, whose code reads the response itself)."""
+
+    _stamps: Stamps
+
+    async def start(self, connection: Any) -> Any:
+        out = await super().start(connection)
+        row = _current_row.get()
+        if row >= 0:
+            st = self._stamps
+            st.store.headers_s[row] = st.now() - st.t0
+        return out
+
+
+def _request_kwargs(spec: RequestSpec) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if spec.headers:
+        kw["headers"] = dict(spec.headers)
+    if spec.json is not None:
+        kw["json"] = spec.json
+    if spec.data is not None:
+        kw["data"] = spec.data if isinstance(spec.data, str) else dict(spec.data)
+    if spec.auth is not None:  # basic auth as a header (aiohttp.BasicAuth is deprecated)
+        token = base64.b64encode(f"{spec.auth[0]}:{spec.auth[1]}".encode()).decode()
+        kw["headers"] = {"Authorization": f"Basic {token}", **kw.get("headers", {})}
+    return kw
+
+
 class AiohttpTransport(Transport):
     """aiohttp over real sockets (the default transport)."""
 
     name = "aiohttp"
+    #: Stamp ``headers_s`` in the response class (a request function reads the response).
+    stamp_headers = False
 
     async def open(
         self, stamps: Stamps, *, limit: int, limit_per_host: int, timeout_s: float | None
@@ -99,23 +151,46 @@ class AiohttpTransport(Transport):
             connector: aiohttp.TCPConnector = _PoolStampingConnector(stamps, **limits)
         else:
             connector = aiohttp.TCPConnector(**limits)
+        self._kwargs = {url: _request_kwargs(spec) for url, spec in self.specs.items()}
+        extra: dict[str, Any] = {}
+        if self.stamp_headers:
+            extra["response_class"] = type(
+                "_Response", (_HeaderStampingResponse,), {"_stamps": stamps}
+            )
         self.session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             request_class=_Request,  # adds the User-Agent and the X-Ratelab-Id header
+            **extra,
         )
+
+    def bind(self, row: int, request_id: str) -> None:
+        """The current task sends ``row`` (for a request function using the session): its
+        pool wait, headers time and ``X-Ratelab-Id`` go to that row."""
+        _current_id.set(request_id)
+        _current_row.set(row)
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         _current_id.set(request_id)
         if self._stamp_pool:
             _current_row.set(row)
-        async with self.session.request(method, url) as resp:
-            st = self.stamps
-            self._store.headers_s[row] = self._now() - st.t0
+        kwargs = self._kwargs.get(url) if self._kwargs else None
+        store = self._store
+        async with (
+            self.session.request(method, url)
+            if kwargs is None
+            else self.session.request(method, url, **kwargs)
+        ) as resp:
+            store.headers_s[row] = self._now() - self.stamps.t0
             status = resp.status
-            retry_after = resp.headers.get(hdrs.RETRY_AFTER) if status >= 400 else None
-            body = await resp.read()
-        return status, retry_after, len(body)
+            headers = resp.headers
+            self.header_names.record(store, row, headers)
+            retry_after = headers.get(hdrs.RETRY_AFTER) if status >= 400 else None
+            content = resp.content  # counted while it streams, never held whole
+            nbytes = 0
+            while not content.at_eof():
+                nbytes += len(await content.readany())
+        return status, retry_after, nbytes
 
     def error_name(self, exc: BaseException) -> str:
         return error_name(exc)

@@ -29,6 +29,10 @@ exists (an unlimited pool never queues). httpx's ``trace`` extension would also 
 it calls an async callback for every event of every request (about 12 per request; measured
 in ``benchmarks/README.md``).
 
+The body is counted while it streams (``aiter_bytes``), never held whole. An attempt that
+began waiting for a pooled connection and never got one keeps ``pool_acquired_s`` NaN, and
+the engine then sets its ``sent_s`` NaN (it was never sent).
+
 Errors are named as with aiohttp: the exception's class, except that a connection failure
 names its OS-level cause (``ConnectionRefusedError``, ...).
 """
@@ -41,8 +45,16 @@ from typing import Any
 
 import httpcore
 import httpx
+import numpy as np
 
-from ratelab.client.transports.base import ID_HEADER, Reply, Stamps, Transport, user_agent
+from ratelab.client.transports.base import (
+    ID_HEADER,
+    Reply,
+    RequestSpec,
+    Stamps,
+    Transport,
+    user_agent,
+)
 
 __all__ = ["USER_AGENT", "HttpxTransport", "error_name", "httpx_limits"]
 
@@ -52,6 +64,8 @@ USER_AGENT = user_agent("httpx")
 _pending_row: ContextVar[int] = ContextVar("ratelab_httpx_pending_row", default=-1)
 #: The row of the attempt this task is sending, while it waits for a pooled connection.
 _waiting_row: ContextVar[int] = ContextVar("ratelab_httpx_waiting_row", default=-1)
+#: The row whose ``headers_s`` the response hook stamps (under a request function).
+_headers_row: ContextVar[int] = ContextVar("ratelab_httpx_headers_row", default=-1)
 
 
 def httpx_limits(limit: int, limit_per_host: int) -> httpx.Limits:
@@ -87,13 +101,23 @@ class _StampingConnection(httpcore.AsyncHTTPConnection):
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         row = _waiting_row.get()
-        if row >= 0:
-            _waiting_row.set(-1)
-            st = self._stamps
-            t = st.now() - st.t0
-            st.store.pool_acquired_s[row] = t
-            st.store.sent_s[row] = t
-        return await super().handle_async_request(request)
+        if row < 0:
+            return await super().handle_async_request(request)
+        _waiting_row.set(-1)
+        st = self._stamps
+        store = st.store
+        t = st.now() - st.t0
+        store.pool_acquired_s[row] = t
+        store.sent_s[row] = t
+        try:
+            return await super().handle_async_request(request)
+        except httpcore.ConnectionNotAvailable:
+            # httpcore offers one idle connection to every queued request; all but one
+            # find it taken and queue again: still waiting, not sent
+            store.pool_acquired_s[row] = np.nan
+            store.sent_s[row] = np.nan
+            _waiting_row.set(row)
+            raise
 
 
 class _PoolStampingPool(httpcore.AsyncConnectionPool):
@@ -148,10 +172,29 @@ def _http_transport(stamps: Stamps, limits: httpx.Limits) -> httpx.AsyncHTTPTran
     return transport
 
 
+def _request_kwargs(spec: RequestSpec) -> dict[str, Any]:
+    """httpx's ``build_request`` arguments (a str body is ``content=``; a form ``data=``)."""
+    kw: dict[str, Any] = {}
+    if spec.headers:
+        kw["headers"] = dict(spec.headers)
+    if spec.json is not None:
+        kw["json"] = spec.json
+    if isinstance(spec.data, str):
+        kw["content"] = spec.data.encode()
+        kw.setdefault("headers", {}).setdefault(
+            "Content-Type", "text/plain; charset=utf-8"
+        )  # as aiohttp sends a str body
+    elif spec.data is not None:
+        kw["data"] = dict(spec.data)
+    return kw
+
+
 class HttpxTransport(Transport):
     """httpx's ``AsyncClient`` over real sockets (``Experiment(client="httpx")``)."""
 
     name = "httpx"
+    #: Stamp ``headers_s`` by a response hook (a request function reads the response).
+    stamp_headers = False
 
     async def open(
         self, stamps: Stamps, *, limit: int, limit_per_host: int, timeout_s: float | None
@@ -160,12 +203,36 @@ class HttpxTransport(Transport):
         limits = httpx_limits(limit, limit_per_host)
         self._stamp_pool = limits.max_connections is not None  # unlimited never waits
         self._timeout_s = timeout_s
+        hooks: dict[str, list[Any]] = {}
+        if self.stamp_headers:
+            hooks["response"] = [self._stamp_headers]
         self.client = httpx.AsyncClient(
             transport=_http_transport(stamps, limits),
             timeout=httpx.Timeout(None),  # the total is asyncio.timeout's (module docstring)
             headers={"User-Agent": USER_AGENT},
             trust_env=False,
+            event_hooks=hooks,
         )
+        self._kwargs = {url: _request_kwargs(spec) for url, spec in self.specs.items()}
+        self._auth = {
+            url: httpx.BasicAuth(*spec.auth)
+            for url, spec in self.specs.items()
+            if spec.auth is not None
+        }
+
+    async def _stamp_headers(self, response: httpx.Response) -> None:
+        row = _headers_row.get()
+        if row >= 0:
+            st = self.stamps
+            st.store.headers_s[row] = st.now() - st.t0
+
+    def bind(self, row: int, request_id: str) -> None:
+        """The current task sends ``row`` (for a request function using the client): its
+        pool wait and headers time go to that row."""
+        _headers_row.set(row)
+        if self._stamp_pool:
+            _pending_row.set(row)
+            _waiting_row.set(-1)
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         st = self.stamps
@@ -173,17 +240,28 @@ class HttpxTransport(Transport):
         if self._stamp_pool:
             _pending_row.set(row)
             _waiting_row.set(-1)
+        kwargs = self._kwargs.get(url) if self._kwargs else None
         async with asyncio.timeout(self._timeout_s):
-            request = client.build_request(method, url, headers={ID_HEADER: request_id})
-            resp = await client.send(request, stream=True)
+            if kwargs is None:
+                request = client.build_request(method, url, headers={ID_HEADER: request_id})
+                resp = await client.send(request, stream=True)
+            else:
+                headers = {**kwargs.get("headers", {}), ID_HEADER: request_id}
+                request = client.build_request(method, url, **{**kwargs, "headers": headers})
+                resp = await client.send(request, stream=True, auth=self._auth.get(url))
             try:
-                st.store.headers_s[row] = st.now() - st.t0
+                store = st.store
+                store.headers_s[row] = st.now() - st.t0
                 status = resp.status_code
-                retry_after = resp.headers.get("retry-after") if status >= 400 else None
-                body = await resp.aread()
+                headers = resp.headers
+                self.header_names.record(store, row, headers)
+                retry_after = headers.get("retry-after") if status >= 400 else None
+                nbytes = 0  # counted while it streams, never held whole
+                async for chunk in resp.aiter_bytes():
+                    nbytes += len(chunk)
             finally:
                 await resp.aclose()
-        return status, retry_after, len(body)
+        return status, retry_after, nbytes
 
     def error_name(self, exc: BaseException) -> str:
         return error_name(exc)
