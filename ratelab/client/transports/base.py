@@ -106,7 +106,7 @@ class HeaderNames:
         if (
             "ratelimit" not in joined
             and "retry-after" not in joined
-            and not any(e in joined for e in self.extra)
+            and not (self.extra and any(e in joined for e in self.extra))
         ):
             return
         wanted, rows = self.wanted, store.header_rows
