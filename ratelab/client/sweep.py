@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ratelab.analysis.metrics import summary as _summary
 from ratelab.analysis.result import Result
 from ratelab.analysis.sweeps import SweepResult
 from ratelab.client import runner
+from ratelab.client.progress import Bar
 from ratelab.errors import ConfigError
 from ratelab.experiment.arrivals import Arrivals
 from ratelab.experiment.distributions import Distribution, as_distribution
@@ -162,7 +162,7 @@ def sweep(
     interrupted = False
     partial: Result | None = None
     bar_kwargs: dict[str, Any] = {} if progress else {"disable": True}  # honours TQDM_DISABLE
-    bar = tqdm(total=len(points), desc="sweep", unit="point", **bar_kwargs)
+    bar = Bar(total=len(points), desc="sweep", unit="point", **bar_kwargs)
     try:
         for point, exp in zip(points, exps, strict=True):
             bar.set_postfix_str(", ".join(f"{k}={_display(v)}" for k, v in point.items()))

@@ -441,3 +441,23 @@ def test_ctrl_c_in_rl_run_inside_asyncio_run_returns_the_partial_result() -> Non
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["interrupted"] and out["rows"] == 20 and out["cancelled"] > 0
     assert out["done_s"] < 8.0  # 20 requests of 1 s on 2 workers: 10 s if nothing stopped it
+
+
+def _monitor_threads() -> list[threading.Thread]:
+    return [
+        t
+        for t in threading.enumerate()
+        if "monitor" in t.name.lower() or type(t).__name__ == "TMonitor"
+    ]
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_no_progress_monitor_thread_outlives_a_run(
+    server: rl.LocalServer, monkeypatch: pytest.MonkeyPatch, progress: bool
+) -> None:
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    exp = rl.Experiment(target=server.url, requests=5, workers=2)
+    for _ in range(2):  # the first run, and one after it
+        result = rl.run(exp, progress=progress)
+        assert len(result.df) == 5
+        assert _monitor_threads() == []
