@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "plot_waits": "analysis.plots",
     # errors and helpers
     "RatelabError": "errors",
+    "RatelabWarning": "errors",
     "ConfigError": "errors",
     "ResultFileError": "errors",
     "RunError": "errors",
@@ -133,7 +134,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab.client.runner import arun, run
     from ratelab.client.shared_limit import RedisUnavailableError, SharedRateLimit
     from ratelab.client.sweep import sweep
-    from ratelab.errors import ConfigError, RatelabError, ResultFileError, RunError
+    from ratelab.errors import (
+        ConfigError,
+        RatelabError,
+        RatelabWarning,
+        ResultFileError,
+        RunError,
+    )
     from ratelab.experiment.arrivals import Arrivals, Constant, Poisson
     from ratelab.experiment.distributions import (
         Distribution,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "RatelabError", "ResultFileError", "RunError"]
+__all__ = ["ConfigError", "RatelabError", "RatelabWarning", "ResultFileError", "RunError"]
 
 
 class RatelabError(Exception):
     """Base class of every error ratelab raises on purpose."""
+
+
+class RatelabWarning(UserWarning):
+    """Something works as asked but deserves a word, e.g. a LocalServer that listens beyond
+    this machine."""
 
 
 class ConfigError(RatelabError, ValueError):

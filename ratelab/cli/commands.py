@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratelab.cli.demo import run_demo
 from ratelab.cli.figures import save_figure, use_agg
-from ratelab.cli.status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from ratelab.cli.status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from ratelab.cli.tables import format_table, runs_table
 from ratelab.cli.toml_files import check_tables, experiment_from_toml, read_toml
 from ratelab.errors import ConfigError
@@ -190,8 +190,14 @@ def _grid_columns(grid: Mapping[str, Any]) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ratelab.experiment.experiment import is_loopback_host
     from ratelab.server.local import serve
 
+    if not is_loopback_host(args.host) and not args.allow_remote:
+        raise UsageError(
+            f"--host {args.host} would listen beyond this machine: use 127.0.0.1,"
+            " or add --allow-remote to mean it"
+        )
     try:
         serve(
             host=args.host,

@@ -7,6 +7,7 @@
     ratelab summary RUN.parquet ...                     a table on stdout
     ratelab sweep SWEEP.toml [-o summary.csv] [--plot FIG.png] [--simulate]
     ratelab serve [--host 127.0.0.1] [--port 8080] [--latency uniform:0.05,0.2] [--seed N]
+                  [--allow-remote]                 needed for a host beyond this machine
 
 An experiment file uses the names of :class:`~ratelab.experiment.experiment.Experiment`::
 
@@ -124,7 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sp = add("serve", cmd_serve, "run the local test server in the foreground")
-    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument(
+        "--host", default="127.0.0.1", help="127.0.0.1 (default) keeps it on this machine"
+    )
+    sp.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach (e.g. 0.0.0.0); off by default",
+    )
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--latency", default=None, help="e.g. uniform:0.05,0.2 or fixed:0.1")
     sp.add_argument("--seed", type=int, default=None)

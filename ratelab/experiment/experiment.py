@@ -45,7 +45,15 @@ from ratelab.experiment.strategies import Strategy, as_strategy
 if TYPE_CHECKING:
     from ratelab.server.local import LocalServer
 
-__all__ = ["CLIENTS", "MAX_REQUESTS", "MAX_RUN_S", "Experiment", "check_drawn", "is_loopback"]
+__all__ = [
+    "CLIENTS",
+    "MAX_REQUESTS",
+    "MAX_RUN_S",
+    "Experiment",
+    "check_drawn",
+    "is_loopback",
+    "is_loopback_host",
+]
 
 
 #: Against a host that is not loopback, ratelab refuses more than this unless ``polite=False``.
@@ -60,7 +68,13 @@ MAX_RUN_S = 7 * 86_400.0
 
 def is_loopback(url: str) -> bool:
     """Whether the URL's host is this machine (127.0.0.0/8, ::1 or localhost)."""
-    host = (urlsplit(url).hostname or "").lower()
+    return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or address (``[::1]`` brackets allowed) is this machine only;
+    ``0.0.0.0``, ``::`` and ``""`` (every interface) are not."""
+    host = host.strip().removeprefix("[").removesuffix("]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -4,6 +4,11 @@ Routes (httpbin-compatible JSON): ``/get``, ``/anything[/...]``, ``/status/{code
 ``/delay/{seconds}``, ``/bytes/{n}``, ``/uuid``, ``/headers``. Every request first passes
 :func:`ratelab.server.decide.decide` (policies, latency, faults, the log row).
 
+``/bytes/{n}`` sends at most ``MAX_BYTES`` (10 MiB; a larger ``n`` gets 10 MiB) of seeded
+random bytes, drawn and sent ``CHUNK_BYTES`` (64 KiB) at a time above that size, so a request
+for a large body never makes the server hold it whole. ``/delay/{s}`` sleeps at most
+``MAX_DELAY_S`` (60 s).
+
 Beside them, ``GET /_ratelab/log?run=TOKEN[,TOKEN..]&t0=T`` answers a run's question "what
 did the server see of me?" with those rows of the request log as Parquet (this route is not
 logged and no policy applies to it).
@@ -17,9 +22,10 @@ import io
 import json
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from multidict import MultiMapping
 
@@ -32,7 +38,8 @@ __all__ = ["LOG_CONTENT_TYPE", "MAX_BYTES", "MAX_DELAY_S", "make_app"]
 LOG_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 MAX_DELAY_S = 60.0  # /delay/{s} sleeps at most this long
-MAX_BYTES = 100 * 1024 * 1024  # /bytes/{n} sends at most this many bytes
+MAX_BYTES = 10 * 1024 * 1024  # /bytes/{n} sends at most this many bytes (10 MiB)
+CHUNK_BYTES = 64 * 1024  # /bytes/{n} beyond this is drawn and sent a chunk at a time
 
 
 def _multi(values: MultiMapping[Any], keys: Iterable[str] | None = None) -> dict[str, Any]:
@@ -125,8 +132,24 @@ async def _bytes(request: web.Request) -> web.Response:
         raise _bad("byte count") from None
     if n < 0:
         raise _bad("byte count")
-    body = request.app[STATE].data_rng.bytes(min(n, MAX_BYTES))
-    return web.Response(body=body, content_type="application/octet-stream")
+    n = min(n, MAX_BYTES)
+    rng = request.app[STATE].data_rng
+    if n <= CHUNK_BYTES:
+        return web.Response(body=rng.bytes(n), content_type="application/octet-stream")
+    # a generator of its own (drawn from the server's), so concurrent streams stay seeded
+    return web.Response(
+        body=_chunks(rng.spawn(1)[0], n),
+        content_type="application/octet-stream",
+        headers={"Content-Length": str(n)},
+    )
+
+
+async def _chunks(rng: np.random.Generator, n: int) -> AsyncIterator[bytes]:
+    """``n`` seeded bytes, CHUNK_BYTES at a time: the body is never built whole."""
+    while n > 0:
+        size = min(n, CHUNK_BYTES)
+        yield rng.bytes(size)
+        n -= size
 
 
 async def _uuid(request: web.Request) -> web.Response:

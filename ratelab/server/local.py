@@ -37,6 +37,7 @@ import atexit
 import concurrent.futures
 import numbers
 import threading
+import warnings
 import weakref
 from typing import Self
 
@@ -44,8 +45,9 @@ import numpy as np
 import pandas as pd
 
 from ratelab._validate import integer
-from ratelab.errors import ConfigError
+from ratelab.errors import ConfigError, RatelabWarning
 from ratelab.experiment.distributions import Distribution, as_distribution
+from ratelab.experiment.experiment import is_loopback_host
 from ratelab.server.decide import FaultDraws, Policy, ServiceLatency
 from ratelab.server.log import DECISIONS, RequestLog
 from ratelab.server.policies import Faults, ServerRateLimit, as_faults, as_rate_limits
@@ -192,6 +194,13 @@ class LocalServer:
         if self.rate_limit or self.max_concurrency is not None or self._faults is not None:
             policy = Policy(
                 self.rate_limit, self.max_concurrency, self.overload_status, self._faults
+            )
+        if not is_loopback_host(self.host):  # warned before binding
+            warnings.warn(
+                f"LocalServer on host={self.host!r} listens beyond this machine: anyone who"
+                " can reach it can send it requests (use 127.0.0.1 to keep it local)",
+                RatelabWarning,
+                stacklevel=2,
             )
         state = ServerState(
             self.host, self._port, self.name, self._latency, self._data_rng, self._log, policy

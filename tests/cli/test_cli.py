@@ -363,3 +363,20 @@ def test_a_busy_server_port_in_run_is_a_clear_error(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and f"127.0.0.1:{port}" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_serve_refuses_a_host_beyond_this_machine_without_allow_remote(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ratelab.server.local
+
+    calls: list[dict] = []
+    monkeypatch.setattr(ratelab.server.local, "serve", lambda **kw: calls.append(kw))
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--allow-remote" in err
+    assert "beyond this machine" in err and calls == []  # nothing was served
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0", "--allow-remote"]) == 0
+    assert [c["host"] for c in calls] == ["0.0.0.0"]
+    assert main(["serve", "--host", "127.0.0.1", "--port", "0"]) == 0
+    assert [c["host"] for c in calls] == ["0.0.0.0", "127.0.0.1"]

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Iterator
 
 import aiohttp
@@ -644,3 +645,67 @@ def test_serve_with_a_rate_limit() -> None:
             p.kill()
     assert p.returncode == 0
     assert "stopped after 2 requests" in out
+
+
+# --- exposure: hosts beyond this machine, large bodies -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.20", False),
+        ("example.com", False),
+    ],
+)
+def test_is_loopback_host(host: str, loopback: bool) -> None:
+    from ratelab.experiment.experiment import is_loopback_host
+
+    assert is_loopback_host(host) is loopback
+
+
+def test_a_server_on_every_interface_warns_before_it_binds() -> None:
+    from ratelab.errors import RatelabWarning
+
+    server = LocalServer(host="0.0.0.0")
+    threads = set(threading.enumerate())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RatelabWarning)  # the warning stops start() here
+        with pytest.raises(RatelabWarning, match="listens beyond this machine"):
+            server.start()
+    assert not server.running and server.port == 0  # nothing was bound
+    assert set(threading.enumerate()) <= threads
+    assert issubclass(RatelabWarning, UserWarning)
+
+
+def test_a_loopback_server_does_not_warn() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with LocalServer(host="localhost") as s:
+            assert s.running
+
+
+def test_bytes_are_capped_at_10_mib_streamed_and_seeded() -> None:
+    from ratelab.server.app import MAX_BYTES
+
+    assert MAX_BYTES == 10 * 1024 * 1024
+
+    def get(s: LocalServer, n: int) -> tuple[bytes, str | None, str | None]:
+        with urllib.request.urlopen(f"{s.url}/bytes/{n}") as r:
+            return r.read(), r.headers["Content-Length"], r.headers["RateLimit-Limit"]
+
+    with LocalServer(seed=1, rate_limit="100/1s") as s:
+        body, length, limit = get(s, 3 * MAX_BYTES)
+        assert len(body) == MAX_BYTES and length == str(MAX_BYTES)
+        assert limit == "100"  # the policy's headers reach a streamed answer too
+        first = get(s, 200_000)[0]
+    with LocalServer(seed=1, rate_limit="100/1s") as s:
+        get(s, 3 * MAX_BYTES)
+        assert get(s, 200_000)[0] == first
