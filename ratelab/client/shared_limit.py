@@ -43,11 +43,13 @@ line talks to Redis (no herd of waiters polling it), at one round trip per acqui
 (~0.1-0.3 ms locally) — at most a few thousand acquires per second per process.
 
 Requirements: ``pip install 'ratelab[redis]'`` (``limits[async-redis]``) and a running Redis
-(:func:`ratelab.testing.redis.start` runs a throwaway one). Redis missing or gone: the
-request's acquire raises :class:`RedisUnavailableError` within ``timeout_s`` (plus the
-client's two quick reconnect tries), so the attempt is an error row, never a hang;
-:meth:`SharedRateLimit.preflight` checks the same before a run and raises it with the way
-to start Redis.
+(:func:`ratelab.testing.redis.start` runs a throwaway one). Redis missing, gone or frozen:
+the request's acquire raises :class:`RedisUnavailableError` within ``redis_timeout_s`` (one
+bound on the whole call, the client's reconnect tries included), so the attempt is an error
+row, never a hang; and from then on the run's guard fails every later acquire at once with
+the same error (no second wait per request), so a run against a Redis that stopped
+answering ends promptly with every row kept. :meth:`SharedRateLimit.preflight` checks Redis
+before a run and raises it with the way to start Redis.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ratelab._renamed import renamed
@@ -74,6 +76,8 @@ __all__ = [
     "SharedRateLimit",
     "available",
 ]
+
+T = TypeVar("T")
 
 #: Where SharedRateLimit looks for Redis unless told otherwise.
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -129,7 +133,7 @@ def _whole(name: str, value: object, valid: str) -> int:
     return int(f)
 
 
-@renamed(per_s="period_s")
+@renamed(per_s="period_s", timeout_s="redis_timeout_s")
 @dataclass(frozen=True, repr=False)
 class SharedRateLimit(Strategy):
     """At most ``max_rate`` requests per ``period_s`` seconds across every client that uses
@@ -139,11 +143,13 @@ class SharedRateLimit(Strategy):
     granularity), so ``max_rate`` and ``period_s`` are whole numbers: 2.5 requests/s is
     ``SharedRateLimit(5, period_s=2)``. The Redis key is built from ``key`` and the rate, so
     clients share a budget when they agree on both. The state outlives a run: a run that
-    starts within ``period_s`` of the last one finds its hits still counted. ``timeout_s``
-    bounds each Redis connect and reply; ``margin_s`` is how long after a slot frees a
-    waiting request takes it (see the module docstring: it keeps a strict server's count
-    at ``max_rate`` despite delivery jitter). (``per_s=`` is the deprecated name of
-    ``period_s``.)
+    starts within ``period_s`` of the last one finds its hits still counted.
+    ``redis_timeout_s`` bounds each call to Redis (connect and reply, reconnect tries
+    included); after one that timed out or failed, the rest of the run's acquires fail at
+    once. ``margin_s`` is how long after a slot frees a waiting request takes it (see the
+    module docstring: it keeps a strict server's count at ``max_rate`` despite delivery
+    jitter). (``per_s=`` and ``timeout_s=`` are the
+    deprecated names of ``period_s`` and ``redis_timeout_s``.)
     """
 
     max_rate: int
@@ -152,7 +158,7 @@ class SharedRateLimit(Strategy):
     redis: str = DEFAULT_REDIS
     key: str = "ratelab"
     algorithm: str = "moving_window"
-    timeout_s: float = 1.0
+    redis_timeout_s: float = 1.0
     margin_s: float = 0.02
 
     def __post_init__(self) -> None:
@@ -171,7 +177,8 @@ class SharedRateLimit(Strategy):
                 "SharedRateLimit(algorithm)", self.algorithm,
                 f"must be one of {', '.join(SHARED_ALGORITHMS)}",
             )  # fmt: skip
-        s(self, "timeout_s", positive_number("SharedRateLimit(timeout_s)", self.timeout_s))
+        timeout = positive_number("SharedRateLimit(redis_timeout_s)", self.redis_timeout_s)
+        s(self, "redis_timeout_s", timeout)
         margin = positive_number("SharedRateLimit(margin_s)", self.margin_s, allow_zero=True)
         if margin >= self.period_s:
             raise ConfigError("SharedRateLimit(margin_s)", self.margin_s, "must be < period_s")
@@ -191,8 +198,8 @@ class SharedRateLimit(Strategy):
         _import_limits()
         from ratelab.testing.redis import ping
 
-        if not ping(self.redis, timeout_s=self.timeout_s):
-            raise _unavailable(self.redis, f"no reply within {self.timeout_s:g} s")
+        if not ping(self.redis, timeout_s=self.redis_timeout_s):
+            raise _unavailable(self.redis, f"no reply within {self.redis_timeout_s:g} s")
 
     def warm_up(self) -> None:
         """Connect once and run each Redis script once in a throwaway loop (call outside
@@ -214,7 +221,7 @@ class SharedRateLimit(Strategy):
         if self.period_s != 1:
             out.append(f"period_s={self.period_s}")
         defaults = {"redis": DEFAULT_REDIS, "key": "ratelab", "algorithm": "moving_window",
-                    "timeout_s": 1.0, "margin_s": 0.02}  # fmt: skip
+                    "redis_timeout_s": 1.0, "margin_s": 0.02}  # fmt: skip
         out += [f"{k}={getattr(self, k)!r}" for k, d in defaults.items() if getattr(self, k) != d]
         return f"SharedRateLimit({', '.join(out)})"
 
@@ -251,7 +258,16 @@ async def _lifetime(guard: SharedGuard) -> AsyncIterator[None]:
 class SharedGuard(Guard):
     """The per-run guard of a :class:`SharedRateLimit` (built inside the running loop)."""
 
-    __slots__ = ("_item", "_lifetime", "_limiter", "_lock", "_pool", "_storage", "spec")
+    __slots__ = (
+        "_down",
+        "_item",
+        "_lifetime",
+        "_limiter",
+        "_lock",
+        "_pool",
+        "_storage",
+        "spec",
+    )
 
     def __init__(self, spec: SharedRateLimit) -> None:
         limits = _import_limits()
@@ -267,8 +283,8 @@ class SharedGuard(Guard):
         # our own pool (coredis' public API) so close() can drop the connections
         self._pool = coredis.ConnectionPool.from_url(
             url.replace("redis+unix://", "unix://"),
-            connect_timeout=spec.timeout_s,
-            stream_timeout=spec.timeout_s,
+            connect_timeout=spec.redis_timeout_s,
+            stream_timeout=spec.redis_timeout_s,
         )
         self._storage = limits.storage.storage_from_string(
             "async+" + url, connection_pool=self._pool, wrap_exceptions=True
@@ -277,15 +293,36 @@ class SharedGuard(Guard):
         self._limiter = cls(self._storage)
         self._lifetime: AsyncIterator[None] | None = None
         self._lock = asyncio.Lock()
+        self._down: RedisUnavailableError | None = None  # set once Redis failed this run
 
     async def acquire(self, endpoint: str) -> None:
         # One acquisition at a time per process, first come first served: only the head of
         # the line talks to Redis (no herd of waiters polling it), and no hit waits behind
         # the others' round trips between its timestamp and its return.
         async with self._lock:
-            if self._lifetime is None:
-                await self._start()
-            await self._acquire()
+            if self._down is not None:  # Redis failed: fail fast, no wait per request
+                raise RedisUnavailableError(str(self._down)) from self._down
+            try:
+                if self._lifetime is None:
+                    await self._start()
+                await self._acquire()
+            except RedisUnavailableError as exc:
+                self._down = exc
+                raise
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        """One call to Redis, bounded as a whole (reconnect tries included) by
+        ``redis_timeout_s``; a timeout or storage error is RedisUnavailableError."""
+        from limits.errors import StorageError
+
+        timeout_s = self.spec.redis_timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await call
+        except TimeoutError as exc:
+            raise _unavailable(self.spec.redis, f"no reply within {timeout_s:g} s") from exc
+        except (StorageError, OSError) as exc:
+            raise _unavailable(self.spec.redis, exc.__cause__ or exc) from exc
 
     async def _start(self) -> None:
         self._lifetime = _lifetime(self)
@@ -295,29 +332,19 @@ class SharedGuard(Guard):
         # limits' code paths (~70 ms) — a request stamped at t but sent at t + 70 ms would
         # let the server see more than max_rate in a window. A hit on a throwaway key runs
         # the same script without touching the shared budget.
-        if not await self._storage.check():
+        if not await self._call(self._storage.check()):
             raise _unavailable(self.spec.redis, "no reply to PING")
-        from limits.errors import StorageError
-
-        try:
-            await self._limiter.get_window_stats(self._item, self.spec.key)
-            await self._limiter.hit(self._item, f"{self.spec.key}/warm-up")
-        except (StorageError, OSError, TimeoutError) as exc:
-            raise _unavailable(self.spec.redis, exc.__cause__ or exc) from exc
+        await self._call(self._limiter.get_window_stats(self._item, self.spec.key))
+        await self._call(self._limiter.hit(self._item, f"{self.spec.key}/warm-up"))
 
     async def _acquire(self) -> None:
-        from limits.errors import StorageError
-
         limiter, item, key = self._limiter, self._item, self.spec.key
         margin = self.spec.margin_s
         cap = self.spec.period_s + margin
         while True:
-            try:
-                if await limiter.hit(item, key):
-                    return
-                stats = await limiter.get_window_stats(item, key)
-            except (StorageError, OSError, TimeoutError) as exc:
-                raise _unavailable(self.spec.redis, exc.__cause__ or exc) from exc
+            if await self._call(limiter.hit(item, key)):
+                return
+            stats = await self._call(limiter.get_window_stats(item, key))
             if stats.remaining > 0:  # a slot is free: another client took the one we tried
                 wait = MIN_WAIT_S
             else:  # reset_time is wall-clock: when the oldest hit leaves the window

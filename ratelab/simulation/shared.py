@@ -131,7 +131,7 @@ def simulated_strategy(strategy: Strategy, *, client: int = 0) -> Strategy:
     for p in parts:
         if isinstance(p, SharedRateLimit):
             p = _Simulated(p.max_rate, p.period_s, redis=p.redis, key=p.key,
-                           algorithm=p.algorithm, timeout_s=p.timeout_s, margin_s=p.margin_s,
-                           client=client)  # fmt: skip
+                           algorithm=p.algorithm, redis_timeout_s=p.redis_timeout_s,
+                           margin_s=p.margin_s, client=client)  # fmt: skip
         out.append(p)
     return out[0] if len(out) == 1 else Combined(tuple(out))

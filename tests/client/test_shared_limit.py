@@ -104,7 +104,7 @@ def test_repr_roundtrip_and_steady_rate() -> None:
         ({"max_rate": 10, "redis": "http://127.0.0.1:6379"}, "redis"),
         ({"max_rate": 10, "key": ""}, "key"),
         ({"max_rate": 10, "algorithm": "token_bucket"}, "algorithm"),
-        ({"max_rate": 10, "timeout_s": 0}, "timeout_s"),
+        ({"max_rate": 10, "redis_timeout_s": 0}, "redis_timeout_s"),
         ({"max_rate": 10, "margin_s": 1.0}, "margin_s"),
     ],
 )
@@ -122,7 +122,7 @@ def test_fractional_period_says_why() -> None:
 
 
 def test_preflight_says_how_to_start_redis(limits_installed: None) -> None:
-    shared = SharedRateLimit(10, redis=f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=0.5)
+    shared = SharedRateLimit(10, redis=f"redis://127.0.0.1:{_closed_port()}/0", redis_timeout_s=0.5)
     with pytest.raises(RedisUnavailableError, match=r"redis-server --port 6379") as info:
         shared.preflight()
     assert "ratelab.testing.redis.start()" in str(info.value)
@@ -134,7 +134,7 @@ def test_preflight_says_how_to_start_redis(limits_installed: None) -> None:
 def test_without_redis_every_request_is_a_quick_error_row(
     limits_installed: None, limit_server: rl.LocalServer
 ) -> None:
-    shared = SharedRateLimit(10, redis=f"redis://127.0.0.1:{_closed_port()}/0", timeout_s=0.5)
+    shared = SharedRateLimit(10, redis=f"redis://127.0.0.1:{_closed_port()}/0", redis_timeout_s=0.5)
     exp = rl.Experiment(target=limit_server, requests=12, workers=4, strategy=shared)
     before = len(limit_server.log())
     started = time.monotonic()
@@ -222,7 +222,7 @@ def test_redis_stopped_mid_run_gives_error_rows_not_a_hang(
     redis: redis_server.RedisHandle, limit_server: rl.LocalServer
 ) -> None:
     n = 40  # at 10/s: 3+ s if Redis stayed
-    shared = SharedRateLimit(10, redis=redis.url, timeout_s=0.5)
+    shared = SharedRateLimit(10, redis=redis.url, redis_timeout_s=0.5)
     exp = rl.Experiment(target=limit_server, requests=n, workers=4, strategy=shared)
     before = len(limit_server.log())
     stopped_at: list[float] = []
@@ -252,7 +252,7 @@ def test_redis_stopped_mid_run_gives_error_rows_not_a_hang(
 
 def test_hung_redis_times_out(redis: redis_server.RedisHandle) -> None:
     """A Redis that accepts but never answers (SIGSTOP): acquire fails within ~3 timeouts."""
-    shared = SharedRateLimit(100, redis=redis.url, timeout_s=0.2)
+    shared = SharedRateLimit(100, redis=redis.url, redis_timeout_s=0.2)
 
     async def main() -> float:
         guard = shared.guard()
@@ -269,6 +269,47 @@ def test_hung_redis_times_out(redis: redis_server.RedisHandle) -> None:
 
     assert asyncio.run(main()) < 2.0
     gc.collect()
+
+
+@pytest.mark.timeout(60)
+def test_a_frozen_redis_ends_the_run_promptly_with_every_row(
+    redis: redis_server.RedisHandle, limit_server: rl.LocalServer
+) -> None:
+    """SIGSTOPped Redis: the first acquire times out after redis_timeout_s (1 s), every
+    other one fails at once; before, each took ~3 s (timeout and two reconnect tries), so
+    these 60 requests took minutes."""
+    n = 60
+    shared = SharedRateLimit(1000, redis=redis.url)
+    assert shared.redis_timeout_s == 1.0
+    exp = rl.Experiment(target=limit_server, requests=n, workers=4, strategy=shared)
+    before = len(limit_server.log())
+    os.kill(redis.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        result = rl.run(exp, progress=False)
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(redis.pid, signal.SIGCONT)
+    assert elapsed < 6.0  # one timeout, not one per request
+    df = result.df
+    assert len(df) == n and sorted(df["request_id"]) == list(range(n))
+    assert (df["error"] == "RedisUnavailableError").all() and (df["status"] == 0).all()
+    assert len(limit_server.log()) == before  # fails closed: nothing was sent
+    gc.collect()
+
+
+def test_redis_timeout_s_is_plain_data_and_timeout_s_its_old_name() -> None:
+    s = SharedRateLimit(10, redis_timeout_s=0.25)
+    assert repr(s) == "SharedRateLimit(10, redis_timeout_s=0.25)"
+    data = s.to_dict()
+    assert data["redis_timeout_s"] == 0.25 and "timeout_s" not in data
+    assert as_strategy(data) == s
+    exp = Experiment(target="http://127.0.0.1:9", strategy=s)
+    assert Experiment.from_dict(exp.to_dict()) == exp
+    old = {k: v for k, v in data.items() if k != "redis_timeout_s"} | {"timeout_s": 0.25}
+    assert as_strategy(old) == s  # old plain data loads silently
+    with pytest.warns(DeprecationWarning, match="redis_timeout_s"):
+        assert SharedRateLimit(10, timeout_s=0.25) == s
 
 
 def test_other_algorithms_also_wait(redis: redis_server.RedisHandle) -> None:
