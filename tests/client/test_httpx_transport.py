@@ -200,3 +200,20 @@ def test_import_ratelab_does_not_import_httpx() -> None:
 
     code = "import sys, ratelab as rl; rl.Experiment; assert 'httpx' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_records_never_show_more_in_flight_than_the_httpx_pool_allows(fresh_server) -> None:
+    """httpcore offers an idle connection to a new request even when a queued one is about to
+    take it; the new one then queues too. Its wait must be stamped, or its 'latency' holds
+    the wait and the records show more in flight than the pool allows (45-50 for a cap of 10
+    before this was stamped)."""
+    srv = fresh_server(latency=rl.Fixed(0.05))
+    exp = rl.Experiment(target=srv, requests=200, workers=50, client="httpx",
+                        strategy=rl.ConnectionLimit(10))  # fmt: skip
+    result = rl.run(exp, progress=False)
+    assert (result.df.status == 200).all()
+    assert rl.summary(result).iloc[0]["peak_in_flight"] <= 10
+    df = result.df
+    waited = df.pool_queued_s.notna()
+    assert waited.sum() >= 50  # 50 workers on 10 connections: many requests queue
+    assert (df.sent_s[waited] == df.pool_acquired_s[waited]).all()

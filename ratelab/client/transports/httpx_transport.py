@@ -62,6 +62,8 @@ USER_AGENT = user_agent("httpx")
 
 #: The row of the attempt this task is sending, until the pool has decided whether it waits.
 _pending_row: ContextVar[int] = ContextVar("ratelab_httpx_pending_row", default=-1)
+#: The row the current task is sending (kept for the whole attempt).
+_sending_row: ContextVar[int] = ContextVar("ratelab_httpx_sending_row", default=-1)
 #: The row of the attempt this task is sending, while it waits for a pooled connection.
 _waiting_row: ContextVar[int] = ContextVar("ratelab_httpx_waiting_row", default=-1)
 #: The row whose ``headers_s`` the response hook stamps (under a request function).
@@ -102,7 +104,18 @@ class _StampingConnection(httpcore.AsyncHTTPConnection):
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         row = _waiting_row.get()
         if row < 0:
-            return await super().handle_async_request(request)
+            try:
+                return await super().handle_async_request(request)
+            except httpcore.ConnectionNotAvailable:
+                # offered an idle connection that a request queued before it took first:
+                # this one queues now, though it found no queue when it came
+                row = _sending_row.get()
+                if row >= 0:
+                    st = self._stamps
+                    if np.isnan(st.store.pool_queued_s[row]):
+                        st.store.pool_queued_s[row] = st.now() - st.t0
+                    _waiting_row.set(row)
+                raise
         _waiting_row.set(-1)
         st = self._stamps
         store = st.store
@@ -232,6 +245,7 @@ class HttpxTransport(Transport):
         _headers_row.set(row)
         if self._stamp_pool:
             _pending_row.set(row)
+            _sending_row.set(row)
             _waiting_row.set(-1)
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
@@ -239,6 +253,7 @@ class HttpxTransport(Transport):
         client = self.client
         if self._stamp_pool:
             _pending_row.set(row)
+            _sending_row.set(row)
             _waiting_row.set(-1)
         kwargs = self._kwargs.get(url) if self._kwargs else None
         async with asyncio.timeout(self._timeout_s):
