@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -11,6 +12,16 @@ import ratelab as rl
 from ratelab.testing import VirtualClockLoop
 
 T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A shell that starts the tests as a background job (``make test &``, ``nohup``) sets
+    SIGINT to "ignore" for them, and every process they start inherits that: then no
+    Ctrl-C test can pass (``serve`` and the multi-process children never see the signal,
+    ``_thread.interrupt_main`` does nothing). The tests are about Ctrl-C, so this process
+    gets Python's normal handler back; its children, started after, get the default."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
