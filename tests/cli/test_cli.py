@@ -380,3 +380,37 @@ def test_serve_refuses_a_host_beyond_this_machine_without_allow_remote(
     assert [c["host"] for c in calls] == ["0.0.0.0"]
     assert main(["serve", "--host", "127.0.0.1", "--port", "0"]) == 0
     assert [c["host"] for c in calls] == ["0.0.0.0", "127.0.0.1"]
+
+
+def test_a_toml_experiment_carries_headers_and_per_endpoint_bodies(server) -> None:
+    import tomllib
+
+    import ratelab as rl
+    from ratelab.cli.toml_files import experiment_from_toml
+
+    data = tomllib.loads(
+        f"""
+        target = "{server.url}"
+        requests = 6
+        workers = 2
+        seed = 3
+        headers = {{"X-Api-Key" = "s3cret", "Accept" = "application/json"}}
+        [endpoints."/anything/post"]
+        weight = 1
+        method = "POST"
+        json = {{a = 1}}
+        [endpoints."/get"]
+        weight = 1
+        """
+    )
+    exp, local = experiment_from_toml(data)
+    assert local is None and exp.endpoint_options == {
+        "/anything/post": {"method": "POST", "json": {"a": 1}}
+    }
+    assert exp.to_dict()["headers"]["X-Api-Key"] == "<redacted>"  # never written out
+    result = rl.run(exp, progress=False)
+    assert (result.df.status == 200).all()
+    log = result.server_log
+    assert log is not None
+    methods = {(str(p), str(m)) for p, m in zip(log.path, log.method, strict=True)}
+    assert methods == {("/anything/post", "POST"), ("/get", "GET")}
