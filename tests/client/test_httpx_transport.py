@@ -215,9 +215,10 @@ def test_the_records_never_show_more_in_flight_than_the_httpx_pool_allows(fresh_
     row = rl.summary(result).iloc[0]
     # At a hand-over the next request goes out while the previous one's task has yet to
     # resume and stamp it done (httpx awaits the response's close), so the peak can read
-    # 12-13 for a moment; the time-weighted mean cannot exceed the cap by more than those
-    # moments. Measured: mean 8.9-9.7 stamped; 23-32 (peaks 37-48) with the waits unstamped.
-    assert row["mean_in_flight"] <= 10.5
+    # 12-13 for a moment and the time-weighted mean a little over the cap when a loaded
+    # machine resumes tasks late. Measured: mean 8.9-9.7 (10.8 with both cores loaded
+    # several times over) stamped; 23-32 (peaks 37-48) with the waits unstamped.
+    assert row["mean_in_flight"] <= 15
     df = result.df
     waited = df.pool_queued_s.notna()
     assert waited.sum() >= 50  # 50 workers on 10 connections: many requests queue
