@@ -160,8 +160,11 @@ def test_open_loop_shows_queueing_delay_when_arrivals_outrun_the_limit(
     np.testing.assert_allclose(df.scheduled_s, np.arange(40) / 80)
     # a producer never enqueues early
     assert (df.dequeued_s >= df.scheduled_s - 1e-9).all()
-    # arrivals at 80/s, admissions at 40/s: the k-th request waits ~k/80 s longer each time
-    wait = (df.admitted_s - df.scheduled_s).to_numpy()
+    # arrivals at 80/s, admissions at 40/s: the k-th admission comes ~k/80 s later than the
+    # k-th arrival. Compared in sorted order: aiolimiter keeps the spacing but may let a
+    # later arrival take an earlier one's slot (measured: about 1 run in 10), so which
+    # request waits is not fixed, only how long the k-th slot is behind the k-th arrival.
+    wait = np.sort(df.admitted_s.to_numpy()) - np.sort(df.scheduled_s.to_numpy())
     assert wait[-1] > 0.4  # theory: 39/40 - 39/80 = 0.4875 s
     assert wait[-5:].mean() > wait[:5].mean() + 0.3
 

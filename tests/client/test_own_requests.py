@@ -318,10 +318,14 @@ def test_a_pool_wait_that_never_ends_is_not_a_latency_real(fresh_server, client)
     exp = rl.Experiment(target=srv, requests=6, workers=6, timeout_s=1.0, client=client,
                         strategy=rl.ConnectionLimit(1))  # fmt: skip
     df = rl.run(exp, progress=False).df
+    timed_out = df.error.astype(str) == "TimeoutError"
+    assert timed_out.sum() >= 3  # one connection, 0.4 s each: at most 3 answered within 1 s
     never = df.pool_queued_s.notna() & df.pool_acquired_s.isna()
-    assert never.sum() >= 2  # at most 3 of the 6 get the one connection within 1 s
-    assert df.sent_s[never].isna().all() and (df.error[never].astype(str) == "TimeoutError").all()
-    assert df.sent_s[~never].notna().all()
+    # those still queued for the connection at their timeout were never sent (on a loaded
+    # machine httpx may reach the pool late, so fewer than 3 of them need have queued)
+    assert never.sum() >= 1
+    assert df.sent_s[never].isna().all() and timed_out[never].all()
+    assert df.sent_s[~timed_out].notna().all()
 
 
 # ----------------------------------------------------------------- E: streamed bodies
