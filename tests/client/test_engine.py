@@ -79,7 +79,9 @@ def test_connection_limit_caps_what_the_server_sees(fresh_server) -> None:
 
 
 def test_unlimited_is_really_unlimited(fresh_server) -> None:
-    srv = fresh_server(latency=rl.Fixed(0.2))
+    # 2 s of service: room to put all 120 on the wire before the first answer, even on a
+    # loaded machine (0.2 s was not: 119 of 120 with both cores loaded several times over)
+    srv = fresh_server(latency=rl.Fixed(2.0))
     result = rl.run(
         rl.Experiment(target=srv, requests=120, workers=120, strategy=rl.Unlimited()),
         progress=False,
