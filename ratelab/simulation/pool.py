@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from ratelab.client.transports.base import Stamps
+from ratelab.client.transports.base import Stamps, single_host_cap
 
 __all__ = ["SimulatedPool"]
 
@@ -27,8 +27,7 @@ class SimulatedPool:
 
     def __init__(self, stamps: Stamps, *, limit: int, limit_per_host: int) -> None:
         self.stamps = stamps
-        caps = [c for c in (limit, limit_per_host) if c]
-        self.cap = min(caps) if caps else 0  # one host: the tighter cap binds
+        self.cap = single_host_cap(limit, limit_per_host)
         self.in_use = 0
         self.max_in_use = 0
         self.waiters: deque[asyncio.Future[None]] = deque()

@@ -301,6 +301,7 @@ async def asimulate(
 ) -> Result:
     """``await rl.asimulate(exp, server)``: :func:`simulate` without blocking the caller's
     loop (the simulation runs on a virtual-clock loop in a worker thread)."""
-    server = check_simulation(experiment, server, rtt_s, clients=clients)
-    execute = _pick(server, Host(rtt_s, cpu_s, late_s, connect_s), int(clients))
-    return await asyncio.to_thread(_run_in_thread, experiment, progress, _loop, execute)
+    return await asyncio.to_thread(
+        simulate, experiment, server, progress=progress, clients=clients,
+        rtt_s=rtt_s, cpu_s=cpu_s, late_s=late_s, connect_s=connect_s,
+    )  # fmt: skip

@@ -33,6 +33,7 @@ __all__ = [
     "RequestSpec",
     "Stamps",
     "Transport",
+    "single_host_cap",
     "user_agent",
 ]
 
@@ -50,6 +51,13 @@ def user_agent(client: str) -> str:
 #: What :meth:`Transport.send` returns: (HTTP status, the ``Retry-After`` header of a
 #: response with status >= 400 or None, response body size in bytes).
 Reply = tuple[int, str | None, int]
+
+
+def single_host_cap(limit: int, limit_per_host: int) -> int:
+    """The connection cap that binds for an Experiment's one host: the tighter of the
+    strategy's ``limit`` and ``limit_per_host`` (0: neither is set, unlimited)."""
+    caps = [c for c in (limit, limit_per_host) if c]
+    return min(caps) if caps else 0
 
 
 class Stamps:

@@ -53,6 +53,7 @@ from ratelab.client.transports.base import (
     RequestSpec,
     Stamps,
     Transport,
+    single_host_cap,
     user_agent,
 )
 
@@ -73,8 +74,7 @@ _headers_row: ContextVar[int] = ContextVar("ratelab_httpx_headers_row", default=
 def httpx_limits(limit: int, limit_per_host: int) -> httpx.Limits:
     """The strategy's caps (0: none) as httpx's pool limits: the tighter of the two, since
     httpx has no per-host cap and an Experiment has one host."""
-    caps = [c for c in (limit, limit_per_host) if c]
-    n = min(caps) if caps else None
+    n = single_host_cap(limit, limit_per_host) or None
     return httpx.Limits(max_connections=n, max_keepalive_connections=n)
 
 
