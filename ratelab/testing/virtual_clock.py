@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -74,11 +75,15 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     ``poll_every=N`` polls for I/O only every N iterations (and whenever nothing is ready):
     for runs with no sockets (a simulation), where the poll is a system call per iteration
     that finds nothing. Callbacks from other threads (``call_soon_threadsafe``) still run
-    at once: they are queued, not polled for."""
+    at once: they are queued, not polled for.
 
-    def __init__(self, *, poll_every: int = 1) -> None:
+    ``epoch_offset_s``: the wall clock (``ratelab.protocol.wall_clock.epoch_s``) reads
+    ``time() + epoch_offset_s``; by default virtual time 0 is the moment the loop was made."""
+
+    def __init__(self, *, poll_every: int = 1, epoch_offset_s: float | None = None) -> None:
         super().__init__()
         self.now = 0.0
+        self.epoch_offset_s = time.time() if epoch_offset_s is None else float(epoch_offset_s)
         self._selector = _FastForwardSelector(self._selector, self, poll_every)  # type: ignore[assignment]
 
     def time(self) -> float:
