@@ -423,3 +423,13 @@ class Experiment:
                 unknown[0], data[unknown[0]], f"is not a field; valid: {sorted(known)}"
             )
         return cls(**dict(data))
+
+    def to_script(self) -> str:
+        """This experiment as a standalone Python script (plain aiohttp + aiolimiter +
+        asyncio, no ratelab import): the queue, the workers, the strategy's gates, the
+        connector's caps, timeouts, retries. ``print(exp.to_script())`` to copy it; see
+        :mod:`ratelab.experiment.script`. A strategy a plain script cannot express
+        (``Adaptive``, ``SharedRateLimit``, a custom one) raises ConfigError naming it."""
+        from ratelab.experiment.script import to_script
+
+        return to_script(self)
