@@ -1,11 +1,12 @@
-"""A reader's path: JupyterLab in headless Chromium runs the quickstart through the UI.
+"""A reader's path: JupyterLab in headless Chromium runs notebooks through the UI.
 
 Starts ``jupyter lab`` from this interpreter on a free 127.0.0.1 port with a random token,
 on a scratch copy of ``notebooks/`` and private Jupyter config/data/settings/workspace
-directories (nothing from the user's setup, no news or update checks), opens
-``01-quickstart.ipynb`` in Chromium via Playwright, runs Run → Run All Cells, waits for every
-code cell to get an execution count, checks for figures and for the absence of tracebacks,
-and saves a screenshot to ``tests/artifacts/browser-01-quickstart.png``.
+directories (nothing from the user's setup, no news or update checks), opens each of
+``NOTEBOOKS`` (the quickstart, and the retries notebook with its hidden check and answer
+cells) in Chromium via Playwright, runs Run → Run All Cells, waits for every code cell to
+get an execution count, checks for figures and for the absence of tracebacks, and saves a
+screenshot to ``tests/artifacts/browser-<notebook>.png``.
 
 Needs ``/usr/bin/chromium`` (Debian: ``apt-get install -y chromium``). Without it the test
 is skipped, except under CI (env ``CI`` set), where it fails.
@@ -33,7 +34,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = "01-quickstart.ipynb"
+NOTEBOOKS = ["01-quickstart.ipynb", "14-retries-and-backpressure.ipynb"]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -43,7 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ARTIFACT = ROOT / "tests" / "artifacts" / "browser-01-quickstart.png"
+ARTIFACTS = ROOT / "tests" / "artifacts"
 STARTUP_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 120
 STDERR_MIME = "application/vnd.jupyter.stderr"
@@ -144,17 +145,21 @@ _ALL_RAN = r"""() => {
 }""".replace("MIME", STDERR_MIME)
 
 
-def test_quickstart_runs_in_jupyterlab(chromium: Path, jupyter_lab: tuple[str, str]) -> None:
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.split("-")[0] for n in NOTEBOOKS])
+def test_notebook_runs_in_jupyterlab(
+    notebook: str, chromium: Path, jupyter_lab: tuple[str, str]
+) -> None:
     from playwright.sync_api import sync_playwright
 
     base, token = jupyter_lab
-    cells = json.loads((ROOT / "notebooks" / NOTEBOOK).read_text())["cells"]
+    artifact = ARTIFACTS / f"browser-{notebook.removesuffix('.ipynb')}.png"
+    cells = json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]
     n_code = sum(c["cell_type"] == "code" for c in cells)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
+            page.goto(f"{base}/lab/tree/{notebook}?token={token}")
             # the notebook is loaded (every cell rendered) and its kernel is idle
             page.wait_for_function(
                 "n => document.querySelectorAll('.jp-Notebook .jp-Cell').length === n",
@@ -163,6 +168,11 @@ def test_quickstart_runs_in_jupyterlab(chromium: Path, jupyter_lab: tuple[str, s
             page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(
                 timeout=STARTUP_TIMEOUT_S * 1000
             )
+            if any(c.get("metadata", {}).get("jupyter", {}).get("source_hidden") for c in cells):
+                # hidden checks and answers render no prompt: show their code, so that
+                # every code cell's execution count can be read
+                page.get_by_role("menuitem", name="View", exact=True).click()
+                page.get_by_role("menuitem", name="Expand All Code", exact=True).click()
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
             outcome = page.wait_for_function(_ALL_RAN, timeout=RUN_TIMEOUT_S * 1000).json_value()
@@ -171,8 +181,8 @@ def test_quickstart_runs_in_jupyterlab(chromium: Path, jupyter_lab: tuple[str, s
             n_images = images.count()
             if n_images:
                 images.last.scroll_into_view_if_needed()  # the screenshot shows the figure
-            ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACT))
+            artifact.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(artifact))
 
             stderr = page.locator(f'.jp-RenderedText[data-mime-type="{STDERR_MIME}"]')
             texts = "els => els.map(e => e.textContent.trim())"  # also off-screen cells
