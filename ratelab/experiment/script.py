@@ -140,7 +140,10 @@ def _arrival(exp: Experiment) -> str:
         gap = f"rng.expovariate({a.rate_per_s!r})"
     else:
         raise ConfigError("arrivals", a, "to_script() writes Constant and Poisson arrivals")
-    return f"ARRIVAL_GAP_S = lambda rng: {gap}  # {a!r}: open loop, gaps between arrivals\n"
+    return (
+        f"\n\ndef arrival_gap_s(rng):\n    # {a!r}: open loop, the gap to the next arrival\n"
+        f"    return {gap}\n\n\n"
+    )
 
 
 def _headers_code(headers: dict[str, str]) -> str:
@@ -283,7 +286,7 @@ def to_script(exp: Experiment) -> str:
             if delay > 0:
                 await asyncio.sleep(delay)
             queue.put_nowait(i)
-            at += ARRIVAL_GAP_S(rng)
+            at += arrival_gap_s(rng)
         for _ in range(WORKERS):
             queue.put_nowait(None)  # one stop sign per worker
 """
@@ -299,9 +302,10 @@ def to_script(exp: Experiment) -> str:
     fill = "".join("    " + line + "\n" for line in fill_lines.splitlines())
     run = "uvloop.run" if uvloop else "asyncio.run"
     start = ("    import uvloop\n" if uvloop else "") + f"    {run}(main(*sys.argv[1:2]))"
-    label = exp.name or repr(exp.strategy)
-    return f'''"""{label}: the experiment as a plain aiohttp + aiolimiter + asyncio script.
+    label = f"Experiment: {exp.name}" if exp.name else f"Strategy: {exp.strategy!r}"
+    return f'''"""The experiment as a plain aiohttp + aiolimiter + asyncio script.
 
+{label}
 Written by ratelab's Experiment.to_script(); it needs only aiohttp and aiolimiter.
 Run: python this_script.py [records.csv]  (prints a summary; writes one row per attempt)
 {env_doc}{client_note}"""

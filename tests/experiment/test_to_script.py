@@ -226,3 +226,31 @@ def test_a_generated_script_runs_like_ratelab(tmp_path: Path) -> None:
     expected = steady_rate_per_s(ours.admitted_s.tolist())
     assert rate == pytest.approx(expected, rel=0.05)
     assert expected == pytest.approx(20, rel=0.05)
+
+
+@pytest.mark.timeout(120)
+def test_an_open_loop_script_keeps_its_schedule_and_its_sliding_window(tmp_path: Path) -> None:
+    """Open loop (a producer at the arrival times), think time, a SlidingWindow and a
+    per-endpoint semaphore, run for real: every request finishes, none starts before its
+    arrival, and 40 requests through SlidingWindow(10, window_s=0.5) take at least 1.5 s."""
+    n, rate_per_s = 40, 40.0
+    strategy = rl.SlidingWindow(10, window_s=0.5) + rl.Concurrency(2, endpoint="/get")
+    path, records = tmp_path / "script.py", tmp_path / "records.csv"
+    with rl.LocalServer(seed=1) as srv:
+        exp = rl.Experiment(
+            target=srv.url, requests=n, workers=8, seed=1, strategy=strategy,
+            arrivals=rl.Constant(rate_per_s), think_time=rl.Fixed(0.01),
+            endpoints=["/get", "/bytes/10"],
+        )  # fmt: skip
+        path.write_text(exp.to_script())
+        proc = subprocess.run([sys.executable, str(path), str(records)], capture_output=True,
+                              text=True, timeout=100)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with records.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n and all(r["status"] == "200" and not r["error"] for r in rows)
+    assert {r["endpoint"] for r in rows} == {"/get", "/bytes/10"}
+    for r in rows:  # the worker took it after its arrival and slept the think time
+        assert float(r["start_s"]) >= int(r["request"]) / rate_per_s + 0.01 - 1e-3
+    admitted = sorted(float(r["admitted_s"]) for r in rows)
+    assert admitted[-1] >= (n / 10 - 1) * 0.5
