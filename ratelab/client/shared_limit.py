@@ -218,6 +218,14 @@ class SharedRateLimit(Strategy):
     def steady_rate_per_s(self) -> float:
         return self.max_rate / self.period_s
 
+    @property
+    def most_in_one_second(self) -> tuple[int, bool]:
+        """The most requests any 1 s window can hold, every client together (the polite
+        check, :mod:`ratelab.experiment.polite`): ``max_rate`` for the moving window
+        (``period_s`` is at least 1 s); a counter's window edge can pass twice that. The
+        flag: the bound is shared by every process (not per process)."""
+        return (self.max_rate if self.algorithm == "moving_window" else 2 * self.max_rate), True
+
     def guard(self) -> Guard:
         return SharedGuard(self)
 

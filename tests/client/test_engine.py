@@ -354,7 +354,9 @@ def test_polite_by_default_to_hosts_that_are_not_this_machine() -> None:
         rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(20))
     # modest is fine, and so is an explicit opt-in; loopback is never limited
     rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(1, period_s=0.2))
-    rl.Experiment(target=public, requests=50, arrivals=rl.Constant(2))
+    with pytest.raises(rl.ConfigError):  # a schedule is no gate: a backlog goes out at once
+        rl.Experiment(target=public, requests=50, arrivals=rl.Constant(2))
+    rl.Experiment(target=public, requests=5, arrivals=rl.Constant(2))  # 5 in all
     rl.Experiment(target=public, requests=5000, strategy=rl.RateLimit(100), polite=False)
     rl.Experiment(target="http://127.0.0.5:9", requests=5000)
     rl.Experiment(target="http://localhost:9", requests=5000)
@@ -384,6 +386,40 @@ async def test_requests_name_ratelab_in_the_user_agent() -> None:
         await runner.cleanup()
     assert (result.df.status == 200).all()
     assert len(seen) == 3 and all(ua.startswith("ratelab/") for ua in seen)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+async def test_redirects_are_rows_not_followed(client: str) -> None:
+    """Issue 17: a redirect loop turned 10 rows into 100 requests. One attempt is one
+    request on the wire: a 3xx is the row, so the polite count (attempts) is what is sent."""
+    pytest.importorskip(client)
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def loop_forever(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        raise web.HTTPFound("/loop")
+
+    app = web.Application()
+    app.router.add_route("*", "/loop", loop_forever)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        exp = rl.Experiment(
+            target=f"http://127.0.0.1:{port}", endpoints="/loop", requests=10, workers=2,
+            client=client, json={"a": 1}, method="POST",
+        )  # fmt: skip
+        result = await rl.arun(exp, progress=False)
+        result2 = await rl.arun(exp.replace(json=None, method="GET"), progress=False)
+    finally:
+        await runner.cleanup()
+    assert (result.df.status == 302).all() and (result2.df.status == 302).all()
+    assert len(seen) == 20  # 10 + 10: none followed (with a body spec and without)
 
 
 def test_a_url_target_of_a_running_local_server_still_gets_its_log(server: rl.LocalServer) -> None:
