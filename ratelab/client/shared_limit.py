@@ -45,6 +45,18 @@ and the stats read was taken at once; both reused slots 10-20 ms after they free
 defaults); raise it for a server across a network (to about the network's jitter), set 0
 for the exact limiter. The other algorithms are ``limits``' own, with the margin added to
 the wait only.
+
+What the margin cannot cover: a request whose delivery takes longer than another's by
+more than ``margin_s``. The largest such delays are a run's first requests: measured on
+2 cores with other jobs running (load 4-11), from the Redis reply to the server's arrival
+~10 ms on average and up to ~40 ms later on, but 30-90 ms for each freshly started
+process's first few requests (new connections and first calls, processes starting
+together). A strict server of the same limit then refuses the requests that reuse those
+first slots (before this fix, at the default margin: 1-2 a run alone, 12-16 with 4
+processes x 4 tasks at 50/s; after it, 0 alone in 5 runs and 0-2 with 4 processes).
+Zero refusals need a margin above that spread: ``margin_s=0.1`` gave none in 3 runs of
+each (``tests/client/test_shared_limit.py``); a transport that opened its connections
+before the first hit would shrink the spread instead (not done: the engine's business).
 Processes on one machine share the clock; across machines the clocks differ by their NTP
 error (ms), which shifts where each client thinks the window ends by as much.
 
