@@ -502,3 +502,36 @@ def test_no_progress_monitor_thread_outlives_a_run(
         result = rl.run(exp, progress=progress)
         assert len(result.df) == 5
         assert _monitor_threads() == []
+
+
+def test_this_machine_written_as_a_number_is_not_limited(server: rl.LocalServer) -> None:
+    """Issue 17: ``http://0x7f000001:PORT`` (127.0.0.1) counted as a public host. Now it is
+    this machine: 120 unlimited requests (over the polite 100) go, and its log comes back."""
+    port = int(server.url.rsplit(":", 1)[1])
+    exp = rl.Experiment(target=f"http://0x7f000001:{port}", requests=120, workers=20)
+    result = rl.run(exp, progress=False)
+    assert (result.df.status == 200).all() and len(result.df) == 120
+    assert result.server_log is not None and len(result.server_log) == 120
+
+
+def test_a_public_host_is_refused_by_every_way_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built from plain data (the check waits for the run), then run: rl.run, rl.arun and
+    run_processes refuse before an Engine exists (so before any socket is opened)."""
+    import asyncio
+
+    from ratelab.client import engine, processes, runner
+
+    exp = rl.Experiment.from_dict({"target": "http://192.0.2.1:80", "requests": 20})
+    built: list[object] = []
+    monkeypatch.setattr(engine.Engine, "__init__", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(runner.Engine, "__init__", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(processes, "_run_fleet", lambda *a, **k: built.append(a))
+    for attempt in (
+        lambda: rl.run(exp, progress=False),
+        lambda: asyncio.run(rl.arun(exp, progress=False)),
+        lambda: processes.run_processes(exp, processes=2, progress=False),
+        lambda: rl.run(exp, processes=2, progress=False),
+    ):
+        with pytest.raises(rl.ConfigError, match=r"192\.0\.2\.1:80 is not this machine"):
+            attempt()
+    assert built == []
