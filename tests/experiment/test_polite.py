@@ -207,3 +207,15 @@ def test_the_bound_holds_on_the_virtual_clock(
     assert seen <= bound
     if exact:
         assert seen == bound, (seen, bound)
+
+
+def test_open_loop_arrivals_are_no_bound_a_backlog_goes_out_at_once() -> None:
+    """Why arrivals alone are refused: Constant(5) with 3 workers and a server whose
+    latency varies (Exponential, mean 0.5 s) sends 10 in one second on the virtual clock,
+    as a backlog clears; so the bound without a rate-limiting part is the whole run."""
+    exp = Experiment(target="http://127.0.0.1:8080", requests=100, workers=3,
+                     arrivals=rl.Constant(5), seed=1)  # fmt: skip
+    server = rl.LocalServer(latency=rl.Exponential(0.5), seed=1)
+    seen = int(rl.summary(rl.simulate(exp, server, progress=False)).iloc[0]["max_sent_1s"])
+    assert seen == 10 > 5
+    assert busiest_second(exp, processes=1)[0] == 100
