@@ -131,8 +131,9 @@ def _part_bound(part: Strategy, processes: int) -> tuple[int, str] | None:
 
     per = f" x {processes} processes" if processes > 1 else ""
     if isinstance(part, RateLimit | TokenBucket):
-        # a bucket of capacity C (full at the start) refilled at r/s: the k-th admission in
-        # [t, t + 1) needs k - 1 < C + r x (its time - t) - 1 + 1, so k < C + r x 1 s
+        # a bucket of capacity C (full at the start: aiolimiter's level 0, a token bucket's
+        # burst) refilled at r/s: the k-th admission in [t, t + 1), at t_k, needs one unit
+        # left after k - 1 others, so k - 1 <= C - 1 + r (t_k - t) < C - 1 + r: k < C + r
         if isinstance(part, RateLimit):
             capacity, rate = part.max_rate, part.max_rate / part.period_s
         else:
