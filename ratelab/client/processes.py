@@ -103,6 +103,7 @@ from ratelab.client.transports import check_client_installed
 from ratelab.errors import ConfigError, RatelabError
 from ratelab.experiment.arrivals import Constant, Poisson
 from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.polite import check_polite
 from ratelab.records.schema import TIME_COLUMNS
 
 __all__ = ["ERROR_PROCESS_LOST", "PROCESS_COLUMN", "run_processes", "split_evenly"]
@@ -401,6 +402,7 @@ def run_processes(experiment: Experiment, *, processes: int, progress: bool = Tr
             "processes", processes,
             f"must be <= workers={exp.workers}: every process needs at least one worker",
         )  # fmt: skip
+    check_polite(exp, processes=n)  # every process together, before any is started
     _check_main_module(n)
     loop_factory(exp.loop)  # uvloop asked for but not installed: say so before forking
     check_client_installed(exp.client)  # likewise httpx

@@ -22,6 +22,7 @@ from ratelab.client.progress import Progress
 from ratelab.client.server_log import fetch_server_log
 from ratelab.errors import ConfigError, RunError
 from ratelab.experiment.experiment import Experiment
+from ratelab.experiment.polite import check_polite
 
 __all__ = ["arun", "run"]
 
@@ -64,6 +65,7 @@ async def arun(experiment: Experiment, *, progress: bool = True) -> Result:
     Cancelling the awaiting task stops the run and returns the partial Result.
     """
     exp = _check(experiment)
+    check_polite(exp, processes=1)  # before anything is sent (plain data skipped it)
     if exp.processes != 1:
         raise ConfigError(
             "processes",
@@ -108,7 +110,9 @@ def run(
     if loop is not None and loop != exp.loop:
         exp = exp.replace(loop=loop)
     n = exp.processes if processes is None else processes
-    if n != 1:
+    if n == 1:
+        check_polite(exp, processes=1)  # before anything is sent; processes: run_processes
+    else:
         from ratelab.client.processes import run_processes
 
         return run_processes(exp.replace(processes=n), processes=n, progress=progress)

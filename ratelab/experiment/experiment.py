@@ -20,6 +20,7 @@ import ipaddress
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,6 +30,9 @@ from ratelab.errors import ConfigError
 from ratelab.experiment.arrivals import ARRIVALS, Arrivals
 from ratelab.experiment.distributions import Distribution, as_distribution
 from ratelab.experiment.loop_option import check_loop
+from ratelab.experiment.polite import POLITE_MAX_RATE_PER_S as POLITE_MAX_RATE_PER_S
+from ratelab.experiment.polite import POLITE_MAX_REQUESTS as POLITE_MAX_REQUESTS
+from ratelab.experiment.polite import check_polite, url_is_this_machine
 from ratelab.experiment.request_options import (
     check_auth,
     check_body,
@@ -56,9 +60,10 @@ __all__ = [
 ]
 
 
-#: Against a host that is not loopback, ratelab refuses more than this unless ``polite=False``.
-POLITE_MAX_REQUESTS = 100
-POLITE_MAX_RATE_PER_S = 5.0
+#: Set while plain data is read (``from_dict``: a saved Result, a TOML file, a child
+#: process's share): the polite check then waits for the run's start (``client/runner.py``,
+#: ``client/processes.py``), so a saved Result loads anywhere, resolver or not.
+_READING_PLAIN_DATA: ContextVar[bool] = ContextVar("ratelab_reading_plain_data", default=False)
 #: The most requests one Experiment may plan: its records are preallocated (~110 bytes a row).
 MAX_REQUESTS = 10_000_000
 #: The longest a run may be scheduled to last: an arrival time or a think time beyond this
@@ -67,8 +72,10 @@ MAX_RUN_S = 7 * 86_400.0
 
 
 def is_loopback(url: str) -> bool:
-    """Whether the URL's host is this machine (127.0.0.0/8, ::1 or localhost)."""
-    return is_loopback_host(urlsplit(url).hostname or "")
+    """Whether the URL's host is this machine: every address it resolves to is loopback
+    (:func:`ratelab.experiment.polite.host_is_this_machine`: numeric forms, IPv6,
+    ``localhost`` names; a host that does not resolve is not)."""
+    return url_is_this_machine(url)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -286,8 +293,8 @@ class Experiment:
         self._check_requests(options)
         if not isinstance(self.polite, bool):
             raise ConfigError("polite", self.polite, "must be True or False")
-        if self.polite:
-            self._check_polite()
+        if self.polite and not _READING_PLAIN_DATA.get():
+            check_polite(self)  # and again when a run starts, with its processes
 
     def _check_requests(self, options: Mapping[str, Mapping[str, Any]]) -> None:
         """What the requests carry (:mod:`ratelab.experiment.request_options`)."""
@@ -327,30 +334,6 @@ class Experiment:
                 }  # fmt: skip
             parts.append(f"{f.name}={value!r}")
         return f"Experiment({', '.join(parts)})"
-
-    def _check_polite(self) -> None:
-        """Against a host that is not this machine, stay modest unless told otherwise."""
-        if is_loopback(self.target):
-            return
-        opt_in = "pass polite=False to opt in to more (be sure the host allows it)"
-        if self.requests > POLITE_MAX_REQUESTS:
-            raise ConfigError(
-                "requests", self.requests,
-                f"{self.target} is not this machine: at most {POLITE_MAX_REQUESTS} requests "
-                f"by default", opt_in[0].upper() + opt_in[1:],
-            )  # fmt: skip
-        rate = self.strategy.rate_limit_per_s
-        rates = [] if rate is None else [rate]
-        if self.arrivals is not None:
-            rates.append(self.arrivals.rate_per_s)
-        if not rates or min(rates) > POLITE_MAX_RATE_PER_S:
-            raise ConfigError(
-                "strategy", self.strategy,
-                f"{self.target} is not this machine: by default ratelab sends at most "
-                f"{POLITE_MAX_RATE_PER_S:g} requests/s to it, so the strategy must include a "
-                f"rate limit such as rl.RateLimit({POLITE_MAX_RATE_PER_S:g}) or lower",
-                f"Or {opt_in}",
-            )  # fmt: skip
 
     @property
     def label(self) -> str:
@@ -422,7 +405,11 @@ class Experiment:
             raise ConfigError(
                 unknown[0], data[unknown[0]], f"is not a field; valid: {sorted(known)}"
             )
-        return cls(**dict(data))
+        token = _READING_PLAIN_DATA.set(True)  # polite: checked when a run starts
+        try:
+            return cls(**dict(data))
+        finally:
+            _READING_PLAIN_DATA.reset(token)
 
     def to_script(self) -> str:
         """This experiment as a standalone Python script (plain aiohttp + aiolimiter +

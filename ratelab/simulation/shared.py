@@ -9,10 +9,11 @@ rate (as Redis keys are built from them). It keeps ``limits``' moving-window sem
 (``limits.storage.MemoryStorage.acquire_entry`` / ``get_moving_window``): a hit at ``t`` is
 allowed when fewer than ``max_rate`` hits lie in ``[t - period_s, t]``; the window's stats
 are the count in it and when its oldest hit leaves. :class:`SimulatedSharedGuard` runs the
-real guard's loop: one acquisition at a time per client, a refused hit waits until the
-window frees plus ``margin_s`` (plus up to ``JITTER_S``, from a seeded generator so runs
-repeat exactly), or ``MIN_WAIT_S`` when a slot is free but was taken. A Redis round trip
-takes no time.
+real guard's loop (its atomic check with the margin, ``_ACQUIRE_WITH_MARGIN_LUA``): one
+acquisition at a time per client; a hit is allowed when fewer than ``max_rate`` hits lie in
+``[t - period_s - margin_s, t]``, and a refused one waits until the slot it waits for has
+been free for ``margin_s`` (plus up to ``JITTER_S``, from a seeded generator so runs repeat
+exactly), then tries again. A Redis round trip takes no time.
 """
 
 from __future__ import annotations
@@ -43,13 +44,21 @@ class MovingWindowStore:
 
     def hit(self, now: float) -> bool:
         """Count a hit at ``now`` if fewer than ``limit`` lie in ``[now - period_s, now]``."""
+        return self.acquire(now, 0.0) is None
+
+    def acquire(self, now: float, margin_s: float) -> float | None:
+        """Count a hit at ``now`` if fewer than ``limit`` lie in
+        ``[now - period_s - margin_s, now]`` (None); else return when the slot it waits
+        for will have been free for ``margin_s`` (the real guard's Lua script)."""
         hits = self.hits
-        if len(hits) >= self.limit and hits[-self.limit] >= now - self.period_s:
-            return False
+        if len(hits) >= self.limit:
+            blocking = hits[-self.limit]
+            if blocking >= now - self.period_s - margin_s:
+                return blocking + self.period_s + margin_s
         hits.append(now)
         if len(hits) > self.limit:
             hits.popleft()
-        return True
+        return None
 
     def window(self, now: float) -> tuple[float, int]:
         """(when the oldest hit in the window leaves it, hits left in the window)."""
@@ -92,10 +101,10 @@ class SimulatedSharedGuard(Guard):
             cap = self.spec.period_s + margin
             while True:
                 now = loop.time()
-                if store.hit(now):
+                frees_s = store.acquire(now, margin)
+                if frees_s is None:
                     return
-                reset, remaining = store.window(now)
-                wait = MIN_WAIT_S if remaining > 0 else max(reset - now, 0.0) + margin
+                wait = max(frees_s - now, MIN_WAIT_S)
                 await asyncio.sleep(min(wait + JITTER_S * self._rng.random(), cap))
 
 

@@ -354,7 +354,9 @@ def test_polite_by_default_to_hosts_that_are_not_this_machine() -> None:
         rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(20))
     # modest is fine, and so is an explicit opt-in; loopback is never limited
     rl.Experiment(target=public, requests=50, strategy=rl.RateLimit(1, period_s=0.2))
-    rl.Experiment(target=public, requests=50, arrivals=rl.Constant(2))
+    with pytest.raises(rl.ConfigError):  # a schedule is no gate: a backlog goes out at once
+        rl.Experiment(target=public, requests=50, arrivals=rl.Constant(2))
+    rl.Experiment(target=public, requests=5, arrivals=rl.Constant(2))  # 5 in all
     rl.Experiment(target=public, requests=5000, strategy=rl.RateLimit(100), polite=False)
     rl.Experiment(target="http://127.0.0.5:9", requests=5000)
     rl.Experiment(target="http://localhost:9", requests=5000)
@@ -384,6 +386,40 @@ async def test_requests_name_ratelab_in_the_user_agent() -> None:
         await runner.cleanup()
     assert (result.df.status == 200).all()
     assert len(seen) == 3 and all(ua.startswith("ratelab/") for ua in seen)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+async def test_redirects_are_rows_not_followed(client: str) -> None:
+    """Issue 17: a redirect loop turned 10 rows into 100 requests. One attempt is one
+    request on the wire: a 3xx is the row, so the polite count (attempts) is what is sent."""
+    pytest.importorskip(client)
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def loop_forever(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        raise web.HTTPFound("/loop")
+
+    app = web.Application()
+    app.router.add_route("*", "/loop", loop_forever)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        exp = rl.Experiment(
+            target=f"http://127.0.0.1:{port}", endpoints="/loop", requests=10, workers=2,
+            client=client, json={"a": 1}, method="POST",
+        )  # fmt: skip
+        result = await rl.arun(exp, progress=False)
+        result2 = await rl.arun(exp.replace(json=None, method="GET"), progress=False)
+    finally:
+        await runner.cleanup()
+    assert (result.df.status == 302).all() and (result2.df.status == 302).all()
+    assert len(seen) == 20  # 10 + 10: none followed (with a body spec and without)
 
 
 def test_a_url_target_of_a_running_local_server_still_gets_its_log(server: rl.LocalServer) -> None:
@@ -466,3 +502,36 @@ def test_no_progress_monitor_thread_outlives_a_run(
         result = rl.run(exp, progress=progress)
         assert len(result.df) == 5
         assert _monitor_threads() == []
+
+
+def test_this_machine_written_as_a_number_is_not_limited(server: rl.LocalServer) -> None:
+    """Issue 17: ``http://0x7f000001:PORT`` (127.0.0.1) counted as a public host. Now it is
+    this machine: 120 unlimited requests (over the polite 100) go, and its log comes back."""
+    port = int(server.url.rsplit(":", 1)[1])
+    exp = rl.Experiment(target=f"http://0x7f000001:{port}", requests=120, workers=20)
+    result = rl.run(exp, progress=False)
+    assert (result.df.status == 200).all() and len(result.df) == 120
+    assert result.server_log is not None and len(result.server_log) == 120
+
+
+def test_a_public_host_is_refused_by_every_way_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built from plain data (the check waits for the run), then run: rl.run, rl.arun and
+    run_processes refuse before an Engine exists (so before any socket is opened)."""
+    import asyncio
+
+    from ratelab.client import engine, processes, runner
+
+    exp = rl.Experiment.from_dict({"target": "http://192.0.2.1:80", "requests": 20})
+    built: list[object] = []
+    monkeypatch.setattr(engine.Engine, "__init__", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(runner.Engine, "__init__", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(processes, "_run_fleet", lambda *a, **k: built.append(a))
+    for attempt in (
+        lambda: rl.run(exp, progress=False),
+        lambda: asyncio.run(rl.arun(exp, progress=False)),
+        lambda: processes.run_processes(exp, processes=2, progress=False),
+        lambda: rl.run(exp, processes=2, progress=False),
+    ):
+        with pytest.raises(rl.ConfigError, match=r"192\.0\.2\.1:80 is not this machine"):
+            attempt()
+    assert built == []

@@ -7,20 +7,23 @@ the ``redis-server`` binary they are skipped locally and FAIL when ``CI`` is set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
+import re
 import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
 import ratelab as rl
 from ratelab.client.processes import PROCESS_COLUMN, run_processes
-from ratelab.client.shared_limit import RedisUnavailableError, SharedRateLimit
+from ratelab.client.shared_limit import RedisUnavailableError, SharedGuard, SharedRateLimit
 from ratelab.client.shared_limit import available as limits_available
 from ratelab.errors import ConfigError, RatelabError
 from ratelab.experiment.experiment import Experiment
@@ -340,3 +343,116 @@ def test_other_algorithms_also_wait(redis: redis_server.RedisHandle) -> None:
         assert times[2] - times[0] < 0.3  # three at once ...
         assert times[3] - times[0] >= 0.5  # ... the fourth in the next window
     gc.collect()
+
+
+def _reuse_gaps(arrivals_s: np.ndarray, rate: int, period_s: float = 1.0) -> np.ndarray:
+    """For each arrival k + rate: how long after arrival k's slot freed (k + period_s) it
+    came, in seconds (negative: inside the same window, so a strict server refuses it)."""
+    a = np.sort(np.asarray(arrivals_s, float))
+    return a[rate:] - a[:-rate] - period_s
+
+
+def test_the_margin_is_one_atomic_check_in_redis(redis: redis_server.RedisHandle) -> None:
+    """The moving window's Lua script, with the stamps given: a hit is refused while the
+    R-th most recent lies within period_s + margin_s (the reply names it), counted after."""
+    shared = SharedRateLimit(2, redis=redis.url, key="atomic", margin_s=0.3)
+
+    async def hits(stamps: list[float]) -> list[list[bytes | int]]:
+        guard = SharedGuard(shared)
+        try:
+            script, key = guard._margin_script  # type: ignore[misc]
+            return [list(await script.execute([key], guard._margin_args(t))) for t in stamps]
+        finally:
+            await guard.aclose()
+
+    replies = asyncio.run(hits([100.0, 100.5, 101.0, 101.29, 101.31, 101.5, 101.79, 101.81]))
+    ok = [int(r[0]) for r in replies]
+    assert ok == [1, 1, 0, 0, 1, 0, 0, 1]
+    assert [float(r[1]) for r in replies if int(r[0]) == 0] == [100.0, 100.0, 100.5, 100.5]
+    # limits reads the same list as its own moving window (newest first)
+    limiter_stats = _redis_stamps(redis, shared)
+    assert list(limiter_stats) == [101.81, 101.31]
+
+
+class _Monitor:
+    """Redis MONITOR on its own socket: every command Redis runs, scripts' included, so the
+    stamp of every counted hit (the script's ``lpush``) is seen, by the clients' clocks."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
+        self.sock.settimeout(None)  # quiet while processes start: keep reading
+        self.sock.sendall(b"MONITOR\r\n")
+        self.data = bytearray()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(65536):
+                self.data += chunk
+
+    def pushed(self, key_end: str) -> np.ndarray:
+        """The stamps pushed on keys ending with ``key_end``, in time order."""
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(5)
+        self.sock.close()
+        found = re.findall(rb'"lpush" "([^"]*)" "([^"]*)"', bytes(self.data))
+        return np.sort([float(v) for k, v in found if k.endswith(key_end.encode())])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("processes", [1, 4])
+def test_the_margin_holds_at_a_strict_server_of_the_same_limit(
+    redis: redis_server.RedisHandle, processes: int
+) -> None:
+    """Issue 17: 4 processes x 4 tasks at R=50 reused slots 10-20 ms after they freed, and
+    a strict server of the same limit refused some (one process alone: 4-12 a run).
+
+    Exact, by the clients' clocks: every counted hit's stamp (seen by Redis MONITOR) is
+    >= period_s + margin_s after the hit R before it. At the server each request arrives a
+    delivery delay after its stamp (Redis reply, HTTP send, the scheduler), so a reused
+    slot's gap there is margin_s plus the difference of two delays. Measured here (2
+    cores, load 4-11 from other jobs), Redis reply to server: ~10 ms on average, up to
+    ~40 ms; but 30-90 ms for a freshly started process's first requests, and over 100 ms
+    with 4 processes when the machine is busiest. So margin_s = 0.1 s; alone: every slot
+    reused >= 20 ms after it freed at the server (tolerance 80 ms) and zero 429s. With 4
+    processes the server-side count is reported, not asserted (see the module doc of
+    ratelab.client.shared_limit: a margin covers delays that differ by less than it)."""
+    rate, margin, n = 50, 0.1, 250
+    server = rl.LocalServer(
+        seed=1, rate_limit=rl.ServerRateLimit(rate, 1.0, algorithm="sliding_window")
+    )
+    key = f"strict-{processes}"
+    with server:
+        shared = SharedRateLimit(rate, redis=redis.url, key=key, margin_s=margin)
+        exp = rl.Experiment(target=server, requests=n, workers=4 * processes, strategy=shared)
+        monitor = _Monitor(redis.url)
+        result = rl.run(exp, processes=processes, progress=False)
+        stamps = monitor.pushed(f"/{key}/{rate}/1/second")  # not the warm-up key
+    assert len(stamps) == n  # every request's hit, and no other
+    assert (stamps[rate:] - stamps[:-rate]).min() >= 1.0 + margin - 1e-6
+    log = result.server_log
+    assert log is not None and len(log) == n
+    arrivals = np.sort(log["arrival_s"].to_numpy())
+    gaps = _reuse_gaps(arrivals, rate)
+    refused = np.sort(log.loc[log["status"] == 429, "arrival_s"].to_numpy())
+    print(f"processes={processes}: 429 at {refused - arrivals[0]};",
+          "first window", np.sort(gaps[:rate])[:3], "later", np.sort(gaps[rate:])[:3])  # fmt: skip
+    assert len(result.df) == n and set(result.df["status"]) <= {200, 429}
+    if processes == 1:
+        assert len(refused) == 0 and gaps.min() >= margin - 0.08, np.sort(gaps)[:5]
+
+
+def _redis_stamps(redis: redis_server.RedisHandle, shared: SharedRateLimit) -> np.ndarray:
+    """The moving window's list in Redis (newest first): the stamps of the last hits."""
+
+    async def read() -> list[bytes]:
+        guard = SharedGuard(shared)
+        try:
+            _script, key = guard._margin_script  # type: ignore[misc]
+            return list(await guard._storage.bridge.get_connection().lrange(key, 0, -1))
+        finally:
+            await guard.aclose()
+
+    return np.array([float(x) for x in asyncio.run(read())])

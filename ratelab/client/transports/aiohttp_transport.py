@@ -14,6 +14,13 @@ Two measured shortcuts keep the cost per request near the bare loop's:
 - the ``User-Agent`` and the ``X-Ratelab-Id`` join header are written by :class:`_Request`,
   a ``ClientRequest`` subclass, instead of merged ``headers=`` dicts (~2-3 us per request).
 
+Redirects are not followed (``allow_redirects=False``; httpx does not follow them by
+default either): one attempt is one request on the wire, and a 3xx is the attempt's row.
+So the requests a run can send are its attempts, which the polite check counts
+(:mod:`ratelab.experiment.polite`), and a redirect cannot take a run to another host. A
+request function (``request=fn``) sends with ``ctx.client`` as it likes: what it follows
+is its own.
+
 The body is counted while it streams (``readany`` until EOF), never held whole: a 50 MB
 response costs a chunk of memory, not 50 MB per worker.
 
@@ -120,7 +127,7 @@ class _HeaderStampingResponse(aiohttp.ClientResponse):
 
 
 def _request_kwargs(spec: RequestSpec) -> dict[str, Any]:
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"allow_redirects": False}  # one attempt, one request (module doc)
     if spec.headers:
         kw["headers"] = dict(spec.headers)
     if spec.json is not None:
@@ -177,7 +184,7 @@ class AiohttpTransport(Transport):
         kwargs = self._kwargs.get(url) if self._kwargs else None
         store = self._store
         async with (
-            self.session.request(method, url)
+            self.session.request(method, url, allow_redirects=False)
             if kwargs is None
             else self.session.request(method, url, **kwargs)
         ) as resp:

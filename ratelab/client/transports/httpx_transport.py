@@ -225,6 +225,7 @@ class HttpxTransport(Transport):
             headers={"User-Agent": USER_AGENT},
             trust_env=False,
             event_hooks=hooks,
+            follow_redirects=False,  # one attempt, one request (httpx's default, kept so)
         )
         self._kwargs = {url: _request_kwargs(spec) for url, spec in self.specs.items()}
         self._auth = {
