@@ -35,6 +35,7 @@ import ipaddress
 import math
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -73,8 +74,26 @@ def _is_loopback_address(text: str) -> bool:
     return addr.is_loopback
 
 
+#: How long a host's resolution is reused: a sweep builds many Experiments for one host.
+RESOLVE_CACHE_S = 60.0
+_resolved: dict[str, tuple[float, list[str] | None]] = {}
+
+
 def _resolve(host: str) -> list[str] | None:
-    """Every address ``host`` resolves to, or None (no answer within RESOLVE_TIMEOUT_S)."""
+    """Every address ``host`` resolves to, or None (no answer within RESOLVE_TIMEOUT_S);
+    remembered for RESOLVE_CACHE_S."""
+    now = time.monotonic()
+    hit = _resolved.get(host)
+    if hit is not None and now - hit[0] < RESOLVE_CACHE_S:
+        return hit[1]
+    addresses = _resolve_now(host)
+    if len(_resolved) > 1024:
+        _resolved.clear()
+    _resolved[host] = (now, addresses)
+    return addresses
+
+
+def _resolve_now(host: str) -> list[str] | None:
     box: dict[str, list[str] | None] = {}
 
     def go() -> None:

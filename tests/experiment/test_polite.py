@@ -42,6 +42,24 @@ def test_other_addresses_are_public(host: str) -> None:
         Experiment(target=url, requests=20)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_resolutions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(polite, "_resolved", {})  # each test sees its own resolver
+
+
+def test_a_host_is_resolved_once_for_many_experiments(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def getaddrinfo(host: str, *args: object, **kwargs: object) -> list[Any]:
+        calls.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.3", 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    for n in (10, 20, 30):  # a sweep builds one Experiment per point
+        Experiment(target="http://box.internal:1", requests=n)
+    assert calls == ["box.internal"]
+
+
 def _resolver(table: dict[str, Any]) -> Any:
     def getaddrinfo(host: str, *args: object, **kwargs: object) -> list[tuple[Any, ...]]:
         answer = table.get(host)
