@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "SlidingWindow": "experiment.strategies",
     "Adaptive": "experiment.strategies",
     "Retry": "experiment.strategies",
+    "AllOf": "experiment.strategies",
+    "HeaderPacing": "experiment.strategies",
     # client: running it
     "Guard": "client.guards",
     "run": "client.runner",
@@ -152,8 +154,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab.experiment.experiment import Experiment
     from ratelab.experiment.strategies import (
         Adaptive,
+        AllOf,
         Concurrency,
         ConnectionLimit,
+        HeaderPacing,
         RateLimit,
         Retry,
         SlidingWindow,
