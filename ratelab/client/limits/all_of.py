@@ -54,6 +54,7 @@ class AllOfGuard(Guard):
                 now = loop.time()
                 if at > now:
                     await asyncio.sleep(timer_delay_s(loop, at - now))
+                    arrival = at  # the ideal time it waited for: no part books before it
                     continue  # ask again: only releases and time happened, so all have room
                 for p in parts:  # all at once: none of these suspends
                     await p._take(endpoint, cost, at)
