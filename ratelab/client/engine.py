@@ -387,7 +387,7 @@ class Engine:
         try:
             if guards:
                 costs = self.costs
-                cost = None if costs is None else costs[row] if attempt == 1 else s.cost[row]
+                cost = None if costs is None else costs[row] if attempt == 1 else float(s.cost[row])
                 for g, with_cost in zip(guards, self.guard_costs, strict=True):
                     await (g.acquire(endpoint, cost) if with_cost else g.acquire(endpoint))
                     held += 1

@@ -165,18 +165,18 @@ class LimiterGuard(Guard):
     """``RateLimit``: aiolimiter's ``AsyncLimiter(max_rate, period_s)`` before each request;
     with ``tokens``, each request acquires its cost (``acquire(amount)``), else 1."""
 
-    __slots__ = ("_limiter", "_tokens")
+    __slots__ = ("_by_cost", "_limiter")
 
     def __init__(self, max_rate: float, period_s: float, *, tokens: bool = False) -> None:
         self._limiter = _AsyncLimiter(max_rate, period_s)
-        self._tokens = tokens
+        self._by_cost = tokens
 
     async def acquire(self, endpoint: str, cost: float | None = None) -> None:
-        await self._limiter.acquire(cost if self._tokens and cost is not None else 1)
+        await self._limiter.acquire(cost if self._by_cost and cost is not None else 1)
 
     def _ready_at(self, endpoint: str, cost: float | None, arrival: float) -> float:
         limiter = self._limiter
-        amount = cost if self._tokens and cost is not None else 1
+        amount = cost if self._by_cost and cost is not None else 1
         if limiter.has_capacity(amount):  # leaks to now first
             return arrival
         needed = limiter._level + amount - limiter.max_rate  # aiolimiter's own wait rule
@@ -215,15 +215,14 @@ class SemaphoreGuard(Guard):
 
 
 class TokenBucketGuard(Guard):
-    __slots__ = ("_burst", "_last", "_lock", "_loop", "_rate", "_tokens")
+    __slots__ = ("_burst", "_last", "_loop", "_rate", "_tokens")
 
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self._rate = rate_per_s
         self._burst = burst
-        self._tokens = burst
+        self._tokens = burst  # the bucket at time _last (the latest booked time)
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
-        self._lock = asyncio.Lock()
 
     def _refill(self, at: float) -> None:
         """The bucket at ``at`` (never before the time it was last booked at)."""
@@ -242,26 +241,27 @@ class TokenBucketGuard(Guard):
         self._tokens = max(0.0, self._tokens - 1)  # at a due time the bucket holds 1 (+ ulps)
 
     async def acquire(self, endpoint: str) -> None:
+        # A reservation: the token is booked at the request's ideal time `at` as it
+        # arrives (first come, first served), then it sleeps until then. Lateness carries,
+        # and several due requests wake in one loop iteration (a lock handed from waiter to
+        # waiter admits one per iteration: under load that, not the rate, was the limit).
         loop = self._loop
-        arrival = loop.time()
-        async with self._lock:
-            at = self._ready_at(endpoint, None, arrival)
-            now = loop.time()
-            if at > now:
-                await asyncio.sleep(timer_delay_s(loop, at - now))
-            # booked at the ideal time `at`, not when the timer fired: lateness carries
-            await self._take(endpoint, None, at)
+        at = self._ready_at(endpoint, None, loop.time())
+        self._refill(at)
+        self._tokens = max(0.0, self._tokens - 1)
+        delay = at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(timer_delay_s(loop, delay))
 
 
 class SlidingWindowGuard(Guard):
-    __slots__ = ("_limit", "_lock", "_log", "_loop", "_window")
+    __slots__ = ("_limit", "_log", "_loop", "_window")
 
     def __init__(self, limit: int, window_s: float) -> None:
         self._limit = limit
         self._window = window_s
-        self._log: deque[float] = deque()
+        self._log: deque[float] = deque()  # booked admission times, oldest first
         self._loop = asyncio.get_running_loop()
-        self._lock = asyncio.Lock()
 
     def _ready_at(self, endpoint: str, cost: float | None, arrival: float) -> float:
         """When a request that arrived at ``arrival`` may go: the ideal time, at or after
@@ -278,24 +278,29 @@ class SlidingWindowGuard(Guard):
         self._log.append(at)
 
     async def acquire(self, endpoint: str) -> None:
+        # a reservation at the ideal time, as TokenBucketGuard's
         loop = self._loop
-        arrival = loop.time()
-        async with self._lock:
-            at = self._ready_at(endpoint, None, arrival)
-            now = loop.time()
-            if at > now:
-                await asyncio.sleep(timer_delay_s(loop, at - now))
-            # booked at the ideal time `at`, not when the timer fired: lateness carries
-            self._log.append(at)
+        at = self._ready_at(endpoint, None, loop.time())
+        self._log.append(at)
+        delay = at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(timer_delay_s(loop, delay))
 
 
 class AdaptiveGuard(Guard):
     """AIMD: ``rate`` starts at ``start``; a 429/503 multiplies it by ``decrease`` (at most
     once per ``cooldown_s``), each other response adds ``increase / rate`` (so the rate
     climbs by about ``increase`` per second while all goes well). ``history`` keeps
-    ``(time, rate)`` at every change, on the loop clock."""
+    ``(time, rate)`` at every change, on the loop clock.
 
-    __slots__ = ("_cooldown", "_last_cut", "_lock", "_loop", "_next", "history", "params", "rate")
+    Each request reserves its slot (``1 / rate`` after the previous one, at the rate when
+    that one reserved) when it arrives and sleeps until then, booked at the ideal time as
+    TokenBucketGuard's. A cut voids the slots handed out but not yet reached: their
+    requests wake at their old slot and take new ones, from the slot after the latest
+    request that went, spaced at the new rate."""
+
+    __slots__ = ("_after_go", "_cooldown", "_cuts", "_last_cut", "_loop", "_next", "history",
+                 "params", "rate")  # fmt: skip
 
     def __init__(
         self,
@@ -312,20 +317,25 @@ class AdaptiveGuard(Guard):
         self.params = (minimum, maximum, increase, decrease, backoff_statuses)
         self._cooldown = cooldown_s
         self._loop = asyncio.get_running_loop()
-        self._next = self._loop.time()
+        self._next = self._loop.time()  # the next free slot
+        self._after_go = self._next  # the slot after the latest request that went
+        self._cuts = 0
         self._last_cut = -float("inf")
-        self._lock = asyncio.Lock()
         self.history: list[tuple[float, float]] = [(self._next, start)]
 
     async def acquire(self, endpoint: str) -> None:
         loop = self._loop
-        arrival = loop.time()
-        async with self._lock:
-            at = max(arrival, self._next)  # the ideal time: lateness is not booked
-            now = loop.time()
-            if at > now:
-                await asyncio.sleep(timer_delay_s(loop, at - now))
-            self._next = at + 1 / self.rate
+        at = loop.time()
+        while True:
+            at = max(at, self._next)  # the ideal time: lateness is not booked
+            self._next = after = at + 1 / self.rate
+            cuts = self._cuts
+            delay = at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(timer_delay_s(loop, delay))
+            if self._cuts == cuts:  # no cut while it slept: the slot holds
+                self._after_go = max(self._after_go, after)
+                return
 
     def observe(self, status: int, error: str | None) -> None:
         minimum, maximum, increase, decrease, backoff = self.params
@@ -335,6 +345,8 @@ class AdaptiveGuard(Guard):
                 return
             self._last_cut = now
             self.rate = max(minimum, self.rate * decrease)
+            self._cuts += 1  # the slots handed out at the old rate are void: the next
+            self._next = self._after_go  # is the one after the latest request that went
         elif error is None and status:
             self.rate = min(maximum, self.rate + increase / self.rate)
         else:

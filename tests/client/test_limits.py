@@ -117,12 +117,12 @@ def test_plus_spends_limits_on_refused_requests_and_all_of_does_not() -> None:
     # The client holds itself to the server's two limits. With `+` a request takes its
     # request slot, then waits for tokens: the slot is booked when taken, the request is
     # sent later, so the client's window runs ahead of the server's and the server refuses
-    # 10 of 60 (their request slots and 56 tokens spent for nothing). AllOf takes both only
+    # 10 of 60 (their request slots and 51 tokens spent for nothing). AllOf takes both only
     # when both have room: sent exactly when booked, none refused.
     requests, tokens = rl.SlidingWindow(2, 1.0), rl.RateLimit(10, unit="tokens")
     plus = _two_limits(requests + tokens)
     assert (plus.status == 429).sum() == 10
-    assert plus.cost[plus.status == 429].sum() == 56
+    assert plus.cost[plus.status == 429].sum() == 51
     all_of = _two_limits(rl.AllOf(requests, tokens))
     assert (all_of.status == 429).sum() == 0
     assert (all_of.status == 200).sum() == 60
@@ -257,6 +257,20 @@ def test_a_late_timer_on_a_600_per_s_bucket_is_exactly_one_lateness_behind() -> 
     df = _run_late(_exp(requests=7, workers=7, strategy=rl.TokenBucket(600, burst=1)), 0.0005)
     expected = [0.0] + [k / 600 + 0.0005 for k in range(1, 7)]
     assert np.sort(df.admitted_s.to_numpy()) == pytest.approx(expected, abs=NS)
+
+
+def test_an_adaptive_cut_respaces_the_requests_already_waiting() -> None:
+    # 10/s, 4 workers: requests 1-3 hold slots at 0.1, 0.2, 0.3 when request 0's 429 (at
+    # 0.05 s) halves the rate; those slots are void, and from 0.1 s on every request is
+    # 1/5 s after the one before (the schedule the lock-based guard gave)
+    adaptive = rl.Adaptive(start_rate_per_s=10, min_rate_per_s=1, decrease=0.5,
+                           cooldown_s=0, increase=1e-9)  # fmt: skip
+    respond = lambda req: 429 if req.request_id == 0 else 200  # noqa: E731
+    df = _run(_exp(requests=8, workers=4, strategy=adaptive),
+              ScriptedTransport(latency_s=0.05, respond=respond))  # fmt: skip
+    assert np.sort(df.admitted_s.to_numpy()) == pytest.approx(
+        [0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3], abs=NS
+    )
 
 
 def test_an_idle_bucket_does_not_bank_its_idle_time() -> None:
