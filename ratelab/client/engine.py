@@ -139,11 +139,11 @@ class Engine:
         if self.arrival_s is not None:
             check_drawn("arrivals", exp.arrivals, self.arrival_s)
         # costs are drawn last, so a seed's endpoints, think and arrival times stay the same
-        self.costs: list[float] | None = None
+        costs = None
         if exp.cost is not None:
-            drawn = np.rint(exp.cost.sample(rng, n))  # whole tokens
-            check_costs(exp.cost, drawn)
-            self.costs = drawn.tolist()
+            costs = np.rint(exp.cost.sample(rng, n))  # whole tokens
+            check_costs(exp.cost, costs)
+        self.has_costs = costs is not None
         self.codes: list[int] = codes.tolist()  # cheaper to index than numpy
         opts = exp.endpoint_options
         self.methods = [opts.get(p, {}).get("method", exp.method) for p in self.endpoints]
@@ -151,8 +151,8 @@ class Engine:
         self.store = RecordStore(n, endpoints=self.endpoints, methods=methods)
         method_codes = np.array([methods.index(m) for m in self.methods], np.int32)[codes]
         self.store.add_requests(np.arange(n), codes, method_codes)
-        if self.costs is not None:
-            self.store.cost[:n] = self.costs
+        if costs is not None:
+            self.store.cost[:n] = costs  # a retry's row copies it (RecordStore.new_row)
         self.t0 = 0.0
 
     # -- the run -------------------------------------------------------------------------
@@ -386,8 +386,7 @@ class Engine:
         headers: Any = None
         try:
             if guards:
-                costs = self.costs
-                cost = None if costs is None else costs[row] if attempt == 1 else float(s.cost[row])
+                cost = float(s.cost[row]) if self.has_costs else None
                 for g, with_cost in zip(guards, self.guard_costs, strict=True):
                     await (g.acquire(endpoint, cost) if with_cost else g.acquire(endpoint))
                     held += 1

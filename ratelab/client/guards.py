@@ -8,7 +8,7 @@ shows it every outcome with ``observe``, and awaits ``aclose`` once when the run
 - :class:`SemaphoreGuard` (``Concurrency``): an ``asyncio.Semaphore`` held for the attempt;
 
 and small, exact limiters that aiolimiter does not offer. Each reads time only from
-``loop.time()`` and serves waiters in FIFO order (an ``asyncio.Lock`` is fair), so a
+``loop.time()`` and serves waiters in FIFO order (slots reserved in arrival order), so a
 controlled clock gives exact, repeatable schedules. Waits are rounded up to the loop's timer
 resolution (:func:`ratelab.client.loops.timer_delay_s`), so on uvloop a sub-millisecond wait
 does not turn into a busy loop.
@@ -26,7 +26,9 @@ fired. A timer fires late (by up to a millisecond: epoll's timeout is in whole
 milliseconds), and booking the late time would lose that lateness on every wait: at 600/s a
 burst-free bucket delivered about 460/s. Booked ideally, the lateness is carried forward
 (the next request's due time may already have passed, and it goes at once), so the rate over
-time is the configured one.
+time is the configured one. They book by reservation: each request takes its slot as it
+arrives, in arrival order, and sleeps until it, so every request that is due wakes in the
+same loop iteration (a lock handed from waiter to waiter lets one go per iteration).
 
 The limits that ``rl.AllOf`` can hold (:class:`LimiterGuard`, :class:`SemaphoreGuard`,
 :class:`TokenBucketGuard`, :class:`SlidingWindowGuard`) also say when they would have room
