@@ -217,7 +217,7 @@ class SemaphoreGuard(Guard):
 
 
 class TokenBucketGuard(Guard):
-    __slots__ = ("_burst", "_last", "_loop", "_rate", "_tokens")
+    __slots__ = ("_burst", "_last", "_loop", "_rate", "_tokens", "_waiting")
 
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self._rate = rate_per_s
@@ -225,6 +225,7 @@ class TokenBucketGuard(Guard):
         self._tokens = burst  # the bucket at time _last (the latest booked time)
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
+        self._waiting = 0  # requests sleeping until their reserved slot
 
     def _refill(self, at: float) -> None:
         """The bucket at ``at`` (never before the time it was last booked at)."""
@@ -253,17 +254,22 @@ class TokenBucketGuard(Guard):
         self._tokens = max(0.0, self._tokens - 1)
         delay = at - loop.time()
         if delay > 0:
-            await asyncio.sleep(timer_delay_s(loop, delay))
+            self._waiting += 1
+            try:
+                await asyncio.sleep(timer_delay_s(loop, delay))
+            finally:
+                self._waiting -= 1
 
 
 class SlidingWindowGuard(Guard):
-    __slots__ = ("_limit", "_log", "_loop", "_window")
+    __slots__ = ("_limit", "_log", "_loop", "_waiting", "_window")
 
     def __init__(self, limit: int, window_s: float) -> None:
         self._limit = limit
         self._window = window_s
         self._log: deque[float] = deque()  # booked admission times, oldest first
         self._loop = asyncio.get_running_loop()
+        self._waiting = 0  # requests sleeping until their reserved slot
 
     def _ready_at(self, endpoint: str, cost: float | None, arrival: float) -> float:
         """When a request that arrived at ``arrival`` may go: the ideal time, at or after
@@ -286,7 +292,11 @@ class SlidingWindowGuard(Guard):
         self._log.append(at)
         delay = at - loop.time()
         if delay > 0:
-            await asyncio.sleep(timer_delay_s(loop, delay))
+            self._waiting += 1
+            try:
+                await asyncio.sleep(timer_delay_s(loop, delay))
+            finally:
+                self._waiting -= 1
 
 
 class AdaptiveGuard(Guard):
@@ -301,8 +311,8 @@ class AdaptiveGuard(Guard):
     requests wake at their old slot and take new ones, from the slot after the latest
     request that went, spaced at the new rate."""
 
-    __slots__ = ("_after_go", "_cooldown", "_cuts", "_last_cut", "_loop", "_next", "history",
-                 "params", "rate")  # fmt: skip
+    __slots__ = ("_after_go", "_cooldown", "_cuts", "_last_cut", "_loop", "_next", "_waiting",
+                 "history", "params", "rate")  # fmt: skip
 
     def __init__(
         self,
@@ -322,6 +332,7 @@ class AdaptiveGuard(Guard):
         self._next = self._loop.time()  # the next free slot
         self._after_go = self._next  # the slot after the latest request that went
         self._cuts = 0
+        self._waiting = 0  # requests sleeping until their reserved slot
         self._last_cut = -float("inf")
         self.history: list[tuple[float, float]] = [(self._next, start)]
 
@@ -334,7 +345,11 @@ class AdaptiveGuard(Guard):
             cuts = self._cuts
             delay = at - loop.time()
             if delay > 0:
-                await asyncio.sleep(timer_delay_s(loop, delay))
+                self._waiting += 1
+                try:
+                    await asyncio.sleep(timer_delay_s(loop, delay))
+                finally:
+                    self._waiting -= 1
             if self._cuts == cuts:  # no cut while it slept: the slot holds
                 self._after_go = max(self._after_go, after)
                 return

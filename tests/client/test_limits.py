@@ -475,3 +475,20 @@ def test_after_a_429_every_worker_waits_for_the_retry_after() -> None:
     blind = _run(exp.replace(strategy=rl.Unlimited()),
                  ScriptedTransport(latency_s=0.1, respond=respond))  # fmt: skip
     assert blind[blind.request_id >= 4].admitted_s.to_numpy() == pytest.approx([0.1] * 4, abs=NS)
+
+
+@pytest.mark.parametrize("kind", ["TokenBucket", "SlidingWindow", "Adaptive"])
+def test_a_reservation_counts_its_sleepers_until_their_slot(kind: str) -> None:
+    # (the count a state sampler reads: no lock holds the waiters any more)
+    async def main() -> list[int]:
+        guard: Any = _burst_free(kind, 10.0).guard()
+        tasks = [asyncio.ensure_future(guard.acquire("/get")) for _ in range(3)]
+        counts = []
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            counts.append(guard._waiting)
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*tasks)
+        return [*counts, guard._waiting]
+
+    assert run_virtual(main()) == [2, 1, 0, 0]  # slots at 0, 0.1, 0.2
