@@ -48,15 +48,42 @@ from ratelab._validate import integer
 from ratelab.errors import ConfigError, RatelabWarning
 from ratelab.experiment.distributions import Distribution, as_distribution
 from ratelab.experiment.experiment import is_loopback_host
+from ratelab.protocol.header_styles import STYLES
 from ratelab.server.decide import FaultDraws, Policy, ServiceLatency
 from ratelab.server.log import DECISIONS, RequestLog
-from ratelab.server.policies import Faults, ServerRateLimit, as_faults, as_rate_limits
+from ratelab.server.policies import (
+    Faults,
+    ServerRateLimit,
+    as_faults,
+    as_rate_limits,
+    check_names,
+)
+from ratelab.server.profiles import ServerModel
 from ratelab.server.state import SHUTDOWN_TIMEOUT_S, STARTUP_TIMEOUT_S, ServerState
 from ratelab.server.thread import serve_on_thread
 
-__all__ = ["DECISIONS", "SHUTDOWN_TIMEOUT_S", "LocalServer", "serve"]
+__all__ = ["DECISIONS", "SHUTDOWN_TIMEOUT_S", "LocalServer", "make_policy", "serve"]
 
 OVERLOAD_STATUS = 503
+_DEFAULT = object()  # headers= not given
+
+
+def make_policy(
+    server: LocalServer, faults: FaultDraws | None, actual_rng: np.random.Generator
+) -> Policy | None:
+    """A fresh Policy for one run of ``server`` (None if it has no policy at all): what
+    LocalServer.start and the SimulatedServer both build."""
+    if not (server.rate_limit or server.max_concurrency is not None or faults is not None):
+        return None
+    actual = None
+    if server.actual_cost is not None:
+        actual = ServiceLatency(server.actual_cost, actual_rng)
+    return Policy(
+        server.rate_limit, server.max_concurrency, server.overload_status, faults,
+        headers=server.headers, actual=actual,
+        primary_retry_after=server.profile is None or server.profile.primary_retry_after,
+    )  # fmt: skip
+
 
 _State = ServerState  # the registry's name for the thread state
 _running: set[_State] = set()  # every started, not yet stopped server (see stop_all)
@@ -121,7 +148,28 @@ class LocalServer:
         max_concurrency: int | None = None,
         overload_status: int = OVERLOAD_STATUS,
         faults: object = None,
+        headers: object = _DEFAULT,
+        actual_cost: object = None,
+        profile: ServerModel | None = None,
     ) -> None:
+        if profile is not None:
+            if not isinstance(profile, ServerModel):
+                raise ConfigError(
+                    "profile", profile, "must be a server model such as rl.profiles.openai(...)"
+                )
+            if rate_limit is not None or headers is not _DEFAULT:
+                raise ConfigError(
+                    "profile", profile, "gives rate_limit and headers itself: pass one or the other"
+                )
+            rate_limit, headers = profile.rate_limit, profile.headers
+            if actual_cost is None:
+                actual_cost = profile.actual_cost
+        if headers is _DEFAULT:
+            headers = "ietf"
+        if headers is not None and headers not in STYLES:
+            raise ConfigError("headers", headers, f"must be one of {', '.join(STYLES)} or None")
+        self.headers: str | None = headers  # type: ignore[assignment]
+        self.profile = profile
         if not isinstance(host, str) or not host:
             raise ConfigError("host", host, "must be a non-empty string such as '127.0.0.1'")
         if (
@@ -137,6 +185,8 @@ class LocalServer:
         self.host, self.name, self.seed = host, name, seed
         self.latency: Distribution | None = as_distribution("latency", latency)
         self.rate_limit: tuple[ServerRateLimit, ...] = as_rate_limits(rate_limit)
+        check_names(self.rate_limit)
+        self.actual_cost: Distribution | None = as_distribution("actual_cost", actual_cost)
         if max_concurrency is not None:
             max_concurrency = integer("max_concurrency", max_concurrency, minimum=1)
         self.max_concurrency: int | None = max_concurrency
@@ -149,9 +199,11 @@ class LocalServer:
         self.overload_status = int(overload_status)
         faults = as_faults(faults)
         self.faults: Faults | None = faults
-        # spawn(3): the first two children are what spawn(2) gave, so latency and data
-        # streams of a seed are unchanged by the fault stream
-        latency_rng, self._data_rng, fault_rng = np.random.default_rng(seed).spawn(3)
+        # spawn(4): the first children are what spawn(2) and spawn(3) gave, so latency, data
+        # and fault streams of a seed are unchanged by the actual-cost stream
+        latency_rng, self._data_rng, fault_rng, self._actual_rng = np.random.default_rng(
+            seed
+        ).spawn(4)
         self._latency = None if self.latency is None else ServiceLatency(self.latency, latency_rng)
         self._faults: FaultDraws | None = None
         if faults is not None and faults.active:
@@ -190,11 +242,7 @@ class LocalServer:
                 same_name = [s for s in _running if s.name == self.name]
             for old in same_name:
                 _stop_state(old)
-        policy = None
-        if self.rate_limit or self.max_concurrency is not None or self._faults is not None:
-            policy = Policy(
-                self.rate_limit, self.max_concurrency, self.overload_status, self._faults
-            )
+        policy = make_policy(self, self._faults, self._actual_rng)
         if not is_loopback_host(self.host):  # warned before binding
             warnings.warn(
                 f"LocalServer on host={self.host!r} listens beyond this machine: anyone who"
@@ -268,7 +316,9 @@ class LocalServer:
     def _policy_repr(self) -> str:
         """``, rate_limit=..., max_concurrency=..., faults=...`` for the policies that are set."""
         out = ""
-        if self.rate_limit:
+        if self.profile is not None:
+            out += f", profile={self.profile!r}"
+        elif self.rate_limit:
             limits = self.rate_limit[0] if len(self.rate_limit) == 1 else list(self.rate_limit)
             out += f", rate_limit={limits!r}"
         if self.max_concurrency is not None:
@@ -277,6 +327,10 @@ class LocalServer:
                 out += f", overload_status={self.overload_status}"
         if self.faults is not None:
             out += f", faults={self.faults!r}"
+        if self.profile is None and self.rate_limit and self.headers != "ietf":
+            out += f", headers={self.headers!r}"
+        if self.actual_cost is not None and self.profile is None:
+            out += f", actual_cost={self.actual_cost!r}"
         return out
 
     def __repr__(self) -> str:

@@ -68,6 +68,7 @@ __all__ = [
     "TokenBucketLimiter",
     "as_faults",
     "as_rate_limits",
+    "check_names",
     "parse_rate_limit",
     "rate_limit_headers",
 ]
@@ -464,6 +465,15 @@ class ServerRateLimit:
         if self.name is not None:
             out += f", name={self.name!r}"
         return out + ")"
+
+
+def check_names(limits: Iterable[ServerRateLimit], parameter: str = "rate_limit") -> None:
+    """Two limits may not be given the same ``name`` (the headers could not tell them
+    apart); unnamed ones are numbered by the server."""
+    names = [r.name for r in limits if r.name is not None]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(parameter, dupes, "must give each ServerRateLimit its own name")
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}

@@ -52,10 +52,15 @@ __all__ = ["asimulate", "check_simulation", "simulate"]
 
 #: The simulation has no sockets: poll for I/O (the loop's wake-up pipe) every so often only.
 _POLL_EVERY = 64
+#: The wall clock of every simulation starts here (2026-01-01T00:00:00Z, virtual time 0), so
+#: absolute resets in the headers (GitHub's epoch seconds, Anthropic's dates) are the same
+#: in two simulations of the same thing, and so are their frames.
+SIMULATION_EPOCH_S = 1_767_225_600.0
 
 
 def _loop() -> VirtualClockLoop:
-    return VirtualClockLoop(poll_every=_POLL_EVERY)  # guards on an outside service's clock (Redis)
+    # poll_every: guards on an outside service's clock (Redis)
+    return VirtualClockLoop(poll_every=_POLL_EVERY, epoch_offset_s=SIMULATION_EPOCH_S)
 
 
 def check_simulation(
