@@ -39,6 +39,7 @@ class ServerModel:
     headers: str | None = "ietf"
     actual_cost: Distribution | None = None
     primary_retry_after: bool = True
+    args: tuple[tuple[str, object], ...] = ()  # the profile function's arguments, for repr
 
     def __post_init__(self) -> None:
         if not self.rate_limit or not all(isinstance(r, ServerRateLimit) for r in self.rate_limit):
@@ -57,8 +58,8 @@ class ServerModel:
                 "actual_cost": self.actual_cost}  # fmt: skip
 
     def __repr__(self) -> str:
-        limits = ", ".join(f"{r.name}={r.limit}" for r in self.rate_limit)
-        return f"profiles.{self.name}({limits})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.args if v is not None)
+        return f"profiles.{self.name}({args})"
 
 
 def _limit(profile: str, parameter: str, value: object) -> int:
@@ -96,6 +97,7 @@ def openai(
          ServerRateLimit(t, 60.0, algorithm=algorithm, unit="tokens", name="tokens")),
         headers="openai",
         actual_cost=as_distribution("profiles.openai(actual_cost)", actual_cost),
+        args=(("rpm", r), ("tpm", t), ("actual_cost", actual_cost), ("algorithm", algorithm)),
     )  # fmt: skip
 
 
@@ -127,6 +129,8 @@ def anthropic(
                          algorithm="token_bucket", unit="tokens", name="output-tokens")),
         headers="anthropic",
         actual_cost=as_distribution("profiles.anthropic(actual_cost)", actual_cost),
+        args=(("rpm", rpm), ("input_tpm", input_tpm), ("output_tpm", output_tpm),
+              ("actual_cost", actual_cost)),
     )  # fmt: skip
 
 
@@ -160,4 +164,6 @@ def github(
                          unit="tokens", name="points")),
         headers="github",
         primary_retry_after=False,
+        args=(("per_hour", per_hour), ("concurrent", concurrent),
+              ("points_per_minute", points_per_minute)),
     )  # fmt: skip

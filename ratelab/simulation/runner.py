@@ -221,7 +221,8 @@ def _clients_executor(server: LocalServer | None, host: Host, n: int) -> Any:
                 store, meta = e.records  # type: ignore[misc]
             meta["clock"] = "virtual"
             meta["loop"] = "asyncio"
-            results[k] = Result(df=store.to_frame(), experiment=parts[k], meta=meta)
+            results[k] = Result(df=store.to_frame(), experiment=parts[k], meta=meta,
+                                headers=store.headers_frame())  # fmt: skip
         t0 = min(float(r.meta["t0_monotonic"]) for r in results.values())
         merged = _merge(exp, results, offsets, interrupted=interrupted, server_log=primary.log(t0))
         merged.meta["virtual_s"] = float(primary.loop.time() - t0)
@@ -247,7 +248,8 @@ def _result(
     if transport.server is not None:
         meta["server"] = repr(transport.server)
     server_log = transport.log(meta["t0_monotonic"])
-    return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
+    return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log,
+                  headers=store.headers_frame())  # fmt: skip
 
 
 def _pick(server: LocalServer | None, host: Host, clients: int) -> Any:
