@@ -347,6 +347,7 @@ def serve(
     seed: int | None = None,
     rate_limit: object = None,
     max_concurrency: int | None = None,
+    headers: str | None = "ietf",
 ) -> None:
     """Run a LocalServer in the foreground until Ctrl-C (``ratelab serve``).
 
@@ -359,6 +360,7 @@ def serve(
         seed=seed,
         rate_limit=rate_limit,
         max_concurrency=max_concurrency,
+        headers=headers,
     )
     with server:
         info = f"ratelab server on {server.url} (latency={server.latency!r}"

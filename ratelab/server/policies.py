@@ -478,23 +478,32 @@ def check_names(limits: Iterable[ServerRateLimit], parameter: str = "rate_limit"
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _RATE_RE = re.compile(
-    r"(?P<limit>\d+)\s*/\s*(?P<n>\d+(?:\.\d*)?|\.\d+)?\s*(?P<unit>ms|min|s|m|h)?"
-    r"\s*(?::\s*(?P<algorithm>\w+))?"
+    r"(?P<limit>\d+)\s*(?P<quota>requests|tokens)?\s*/\s*(?P<n>\d+(?:\.\d*)?|\.\d+)?"
+    r"\s*(?P<unit>ms|min|s|m|h)?\s*(?::\s*(?P<algorithm>\w+))?"
 )
+_CONCURRENT_RE = re.compile(r"(?P<limit>\d+)\s*concurrent")
 
 
 def parse_rate_limit(text: str, *, parameter: str = "rate_limit") -> ServerRateLimit:
-    """Parse the command-line form ``LIMIT/WINDOW[:algorithm]``: ``20/1s``, ``20/s``,
-    ``100/1m:sliding_window``, ``5/500ms:gcra`` (units ms, s, m or min, h; none: s)."""
-    match = _RATE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    """Parse the command-line form ``LIMIT[ UNIT]/WINDOW[:algorithm]``: ``20/1s``, ``20/s``,
+    ``100/1m:sliding_window``, ``5/500ms:gcra`` (units ms, s, m or min, h; none: s),
+    ``30000 tokens/1m`` (a tokens quota), or ``100 concurrent`` (requests in progress)."""
+    text = text.strip() if isinstance(text, str) else text
+    concurrent = _CONCURRENT_RE.fullmatch(text) if isinstance(text, str) else None
+    if concurrent is not None:
+        return ServerRateLimit(int(concurrent["limit"]), unit="concurrent")
+    match = _RATE_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None or (match["n"] is None and match["unit"] is None):
         raise ConfigError(
-            parameter, text, "must look like 20/1s, 20/s or 100/1m:sliding_window (LIMIT/WINDOW)"
-        )
+            parameter, text,
+            "must look like 20/1s, 20/s, 100/1m:sliding_window, '30000 tokens/1m' or"
+            " '100 concurrent' (LIMIT[ UNIT]/WINDOW)",
+        )  # fmt: skip
     window = float(match["n"] or 1) * _UNITS[match["unit"] or "s"]
     return ServerRateLimit(
-        int(match["limit"]), window, algorithm=match["algorithm"] or "fixed_window"
-    )
+        int(match["limit"]), window, algorithm=match["algorithm"] or "fixed_window",
+        unit=match["quota"] or "requests",
+    )  # fmt: skip
 
 
 def as_rate_limits(value: object, parameter: str = "rate_limit") -> tuple[ServerRateLimit, ...]:
