@@ -16,6 +16,10 @@ The server can also say no, as real APIs do (see :mod:`ratelab.server.policies`)
     rl.LocalServer(rate_limit=rl.ServerRateLimit(20, 1.0, algorithm="gcra"),  # 429 "rate_limited"
                    max_concurrency=8,                          # 503 "overloaded"
                    faults=rl.Faults(error_rate=0.05, seed=1))  # 500 / reset / stall "fault"
+    rl.LocalServer(rate_limit=[rl.ServerRateLimit(500, 60),                 # both at once
+                               rl.ServerRateLimit(30_000, 60, unit="tokens")],
+                   headers="openai")                           # the headers' style
+    rl.LocalServer(profile=rl.profiles.github())               # a vendor's shape
 
 A request passes, in order: the rate limits (over a limit: 429 with ``Retry-After``,
 answered at once), the concurrency cap (over it: ``overload_status``, answered at once), the
@@ -25,10 +29,12 @@ a limiter in front of a server answers before the server does any work.
 Routes (httpbin-compatible JSON): ``/get``, ``/anything[/...]``, ``/status/{code}``,
 ``/delay/{seconds}``, ``/bytes/{n}``, ``/uuid``, ``/headers``.
 
-This module is the LocalServer's lifecycle (start, stop, the registry of running servers)
-and :func:`serve`; the pieces it runs are :mod:`~ratelab.server.decide` (the per-request
-decisions), :mod:`~ratelab.server.app` (the routes), :mod:`~ratelab.server.thread` (the
-server thread), :mod:`~ratelab.server.state` and :mod:`~ratelab.server.log` (the request log).
+This module is the LocalServer's lifecycle (start, stop, the registry of running servers),
+:func:`make_policy` (also the SimulatedServer's) and :func:`serve`; the pieces it runs are
+:mod:`~ratelab.server.decide` (the per-request decisions), :mod:`~ratelab.server.app` (the
+routes), :mod:`~ratelab.server.thread` (the server thread), :mod:`~ratelab.server.state` and
+:mod:`~ratelab.server.log` (the request log); :mod:`~ratelab.server.profiles` the vendor
+shapes.
 """
 
 from __future__ import annotations
@@ -117,13 +123,31 @@ class LocalServer:
     Server-side policies (each None by default; see :mod:`ratelab.server.policies`):
 
     ``rate_limit``
-        A :class:`~ratelab.server.policies.ServerRateLimit`, a string such as ``"20/1s:gcra"``, a
-        mapping of ServerRateLimit's arguments, or a list of them (e.g. a global limit plus
-        per-route ones; a request must pass all). Over a limit: 429 at once, with
-        ``Retry-After`` (whole seconds, at least 1), ``X-Retry-After-Ms`` and
-        ``RateLimit-Limit/-Remaining/-Reset``; allowed responses carry the ``RateLimit-*``
-        headers too. Logged as ``"rate_limited"``. Limiter state starts fresh at every
-        :meth:`start`.
+        A :class:`~ratelab.server.policies.ServerRateLimit`, a string such as ``"20/1s:gcra"``
+        or ``"30000 tokens/1m"``, a mapping of ServerRateLimit's arguments, or a list of them
+        (e.g. requests and tokens per minute, or a global limit plus per-route ones). A
+        request is admitted only if every limit that applies has room, and then charged to
+        all of them (a ``unit="tokens"`` limit its cost: the ``X-Ratelab-Cost`` request
+        header, 1 without it; an unreadable one is answered 400, logged ``"bad_request"``);
+        a refused request is charged nothing. Over a limit: 429 at once, with
+        ``Retry-After`` (whole seconds, at least 1) and ``X-Retry-After-Ms``, logged as
+        ``"rate_limited"``. Limiter state starts fresh at every :meth:`start`.
+    ``headers``
+        The style of the rate-limit headers every answer carries (see
+        :mod:`ratelab.protocol.header_styles`): ``"ietf"`` (default: the IETF draft's
+        ``RateLimit-Policy`` and ``RateLimit``, one item per limit, and a problem-details
+        JSON body on 429), ``"ietf-06"`` (``RateLimit-Limit/-Remaining/-Reset`` of the most
+        restrictive limit, what the server sent before), ``"openai"``, ``"anthropic"``,
+        ``"github"``, or None (only the status and ``Retry-After``).
+    ``actual_cost``
+        A distribution of the fraction of its declared cost a request's response actually
+        uses (seeded, drawn per admitted request; clipped to [0, 1]): the unused part is
+        refunded to the tokens limits when the response ends, as LLM APIs do. The log's
+        ``cost_declared`` and ``cost_actual`` columns say both.
+    ``profile``
+        A vendor-shaped server model (``rl.profiles.openai(rpm=..., tpm=...)``,
+        ``.anthropic(...)``, ``.github(...)``): its limits, header style and Retry-After
+        behaviour, instead of ``rate_limit`` and ``headers``.
     ``max_concurrency``
         At most this many requests in the server at once (counted from admission, through
         the latency delay, to the answer); one more is answered ``overload_status`` (503)

@@ -34,12 +34,20 @@ The four algorithms, each allowing at most ``limit`` requests at one instant:
     ``"token_bucket"`` with the same numbers admits (GCRA is the leaky bucket as a meter),
     stored as a single timestamp instead of a level and a time.
 
-Only allowed requests count against a limit: a rejected request costs the client nothing.
-Every decision carries what the ``RateLimit-*`` headers report: ``remaining`` (requests
-that could still pass now), ``reset_s`` (seconds until the full quota is back if nothing
-else arrives) and ``retry_after_s`` (0 when allowed; else seconds until a request would
-pass). Times within :data:`EPS_S` of each other count as equal, so float rounding of
-``time.monotonic()`` readings never decides a boundary.
+Each algorithm charges an amount, exactly (``decide(now, amount)``: 1 per request; a
+request's tokens for a ``unit="tokens"`` limit), and can give part of it back
+(``refund``); ``unit="concurrent"`` limits count requests in progress
+(:class:`ConcurrencyLimiter`). Only allowed requests count against a limit: a rejected
+request costs the client nothing (and with several limits, the LocalServer checks them all
+before it charges any: :meth:`ratelab.server.decide.Policy.admit`). Every decision carries
+what the response headers report (:mod:`ratelab.protocol.header_styles`): ``remaining``
+(units that could still pass now), ``reset_s`` (seconds until the full quota is back if
+nothing else arrives) and ``retry_after_s`` (0 when allowed; else seconds until the request
+would pass; ``inf`` if it never can, costing more than ``limit``). Times within
+:data:`EPS_S` of each other count as equal, so float rounding of ``time.monotonic()``
+readings never decides a boundary; the tolerance is always time, never units (a slow
+token bucket is early by at most EPS_S, and a remaining count at a large clock value is
+not one short).
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ from dataclasses import dataclass
 
 from ratelab._validate import integer, positive_number
 from ratelab.errors import ConfigError
+from ratelab.protocol.header_styles import format_headers
+from ratelab.protocol.quota import Quota
 
 __all__ = [
     "ALGORITHMS",
@@ -89,25 +99,15 @@ class Decision:
     retry_after_s: float
 
 
-def _ceil(x: float, eps: float = EPS_S) -> int:
-    """``ceil(x)`` (>= 0), ignoring float noise up to ``eps`` above an integer."""
-    return max(0, math.ceil(x - eps))
-
-
 def rate_limit_headers(limit: int, decision: Decision) -> dict[str, str]:
-    """The response headers for ``decision``: ``RateLimit-Limit``, ``RateLimit-Remaining``,
-    ``RateLimit-Reset`` (whole seconds, rounded up) and, when denied, ``Retry-After``
-    (whole seconds, rounded up, at least 1, as RFC 9110 has it in delta-seconds) and
-    ``X-Retry-After-Ms`` (milliseconds, rounded up)."""
-    headers = {
-        "RateLimit-Limit": str(limit),
-        "RateLimit-Remaining": str(decision.remaining),
-        "RateLimit-Reset": str(_ceil(decision.reset_s)),
-    }
-    if not decision.allowed:
-        headers["Retry-After"] = str(max(1, _ceil(decision.retry_after_s)))
-        headers["X-Retry-After-Ms"] = str(_ceil(decision.retry_after_s * 1000, EPS_S * 1000))
-    return headers
+    """One limit's ``decision`` as the ``"ietf-06"`` header style writes it
+    (:func:`ratelab.protocol.header_styles.format_headers`): ``RateLimit-Limit``,
+    ``RateLimit-Remaining``, ``RateLimit-Reset`` (whole seconds, rounded up) and, when
+    denied, ``Retry-After`` (whole seconds, rounded up, at least 1, as RFC 9110 has it in
+    delta-seconds) and ``X-Retry-After-Ms`` (milliseconds, rounded up)."""
+    quota = Quota("ratelimit", limit, decision.remaining, decision.reset_s)
+    retry = None if decision.allowed else decision.retry_after_s
+    return format_headers("ietf-06", [quota], now_epoch_s=0.0, retry_after_s=retry)
 
 
 # --- the algorithms ------------------------------------------------------------------------

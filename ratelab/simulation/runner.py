@@ -270,8 +270,11 @@ def simulate(
     """Run ``experiment`` on a virtual clock against a simulated ``server``; return its Result.
 
     ``server`` is a :class:`~ratelab.LocalServer` (started or not; it is never contacted):
-    its latency model and seed, ``rate_limit``, ``max_concurrency``, ``overload_status`` and
-    ``faults`` are what is simulated. None: a server with no latency and no policies, for a
+    its latency model and seed, ``rate_limit`` (or ``profile``: the quotas, each request's
+    cost, the ``headers`` style, ``actual_cost``), ``max_concurrency``, ``overload_status``
+    and ``faults`` are what is simulated; the response headers are recorded as a real run
+    records them, with absolute resets on a wall clock starting at
+    :data:`SIMULATION_EPOCH_S`. None: a server with no latency and no policies, for a
     loopback target (a target elsewhere needs a server model). ``clients=N`` runs N
     independent clients (each its own guards, pool and engine, with its share of the
     requests and workers as ``processes=N`` splits them; seeds ``seed + k``) on the same
