@@ -187,21 +187,24 @@ class Policy:
         if not applies:
             return None
         amounts = [float(cost) if spec.unit == "tokens" else 1.0 for spec, _, _ in applies]
-        peeks = [lim.peek(now, a) for (_, lim, _), a in zip(applies, amounts, strict=True)]
-        quotas: list[Quota] = []
-        if all(d.allowed for d in peeks):
-            charges = []
-            for (spec, lim, name), a in zip(applies, amounts, strict=True):
-                d = lim.decide(now, a)
-                charges.append((spec, lim, a, now))
-                quotas.append(_quota(name, spec, d, d.remaining))
+        pairs = list(zip(applies, amounts, strict=True))
+        if len(applies) == 1:  # one limit: deciding is the check (a refusal charges nothing)
+            decisions = [applies[0][1].decide(now, amounts[0])]
+        else:
+            decisions = [lim.peek(now, a) for (_, lim, _), a in pairs]
+            if all(d.allowed for d in decisions):  # room everywhere: charge everywhere
+                decisions = [lim.decide(now, a) for (_, lim, _), a in pairs]
+        if all(d.allowed for d in decisions):
+            quotas = [_quota(name, spec, d, d.remaining)
+                      for (spec, _, name), d in zip(applies, decisions, strict=True)]  # fmt: skip
             headers = format_headers(self.style, quotas, now_epoch_s=now_epoch_s)
+            charges = [(spec, lim, a, now) for (spec, lim, _), a in pairs]
             adm = Admission(True, headers, None, charges, cost)
             if self.actual is not None:
                 adm.actual = min(1.0, max(0.0, self.actual.next()))
             return adm
-        violated, retry = [], 0.0
-        for (spec, _, name), a, d in zip(applies, amounts, peeks, strict=True):
+        quotas, violated, retry = [], [], 0.0
+        for ((spec, _, name), a), d in zip(pairs, decisions, strict=True):
             # nothing was charged: what a quota that had room reports is before this request
             left = d.remaining + int(a) if d.allowed else d.remaining
             quotas.append(_quota(name, spec, d, left))
@@ -209,12 +212,9 @@ class Policy:
                 violated.append(name)
                 retry = max(retry, d.retry_after_s)
         retry_after = retry if math.isfinite(retry) else None  # too large ever to pass
-        if (
-            not self.primary_retry_after
-            and applies[0][0] is self.limits[0][0]
-            and not peeks[0].allowed
-        ):
-            retry_after = None  # GitHub: the primary limit says x-ratelimit-reset only
+        if not self.primary_retry_after and applies[0][0] is self.limits[0][0]:
+            if not decisions[0].allowed:
+                retry_after = None  # GitHub: the primary limit says x-ratelimit-reset only
         headers = format_headers(
             self.style, quotas, now_epoch_s=now_epoch_s, retry_after_s=retry_after
         )

@@ -204,3 +204,17 @@ def test_each_header_style_reads_back_to_the_servers_state(style: str | None) ->
         assert q.reset_s is not None and 59 <= q.reset_s <= 61.5
     wait = retry_after_s(h429, now_epoch_s=time.time())
     assert wait is not None and 55 < wait <= 60 and not math.isnan(wait)
+
+
+def test_a_profile_on_a_real_server_answers_in_its_vendors_shape() -> None:
+    from ratelab.server.profiles import github
+
+    with LocalServer(profile=github(per_hour=2)) as s:
+        got = [get(f"{s.url}/get") for _ in range(3)]
+    assert [status for status, _, _ in got] == [200, 200, 429]
+    h = got[0][1]
+    assert (h["x-ratelimit-limit"], h["x-ratelimit-remaining"], h["x-ratelimit-used"]) == (
+        "2", "1", "1")  # fmt: skip
+    assert h["x-ratelimit-resource"] == "core"
+    assert int(h["x-ratelimit-reset"]) - time.time() == pytest.approx(3600, abs=5)
+    assert "Retry-After" not in got[2][1]  # the primary limit: wait for x-ratelimit-reset
