@@ -34,12 +34,20 @@ The four algorithms, each allowing at most ``limit`` requests at one instant:
     ``"token_bucket"`` with the same numbers admits (GCRA is the leaky bucket as a meter),
     stored as a single timestamp instead of a level and a time.
 
-Only allowed requests count against a limit: a rejected request costs the client nothing.
-Every decision carries what the ``RateLimit-*`` headers report: ``remaining`` (requests
-that could still pass now), ``reset_s`` (seconds until the full quota is back if nothing
-else arrives) and ``retry_after_s`` (0 when allowed; else seconds until a request would
-pass). Times within :data:`EPS_S` of each other count as equal, so float rounding of
-``time.monotonic()`` readings never decides a boundary.
+Each algorithm charges an amount, exactly (``decide(now, amount)``: 1 per request; a
+request's tokens for a ``unit="tokens"`` limit), and can give part of it back
+(``refund``); ``unit="concurrent"`` limits count requests in progress
+(:class:`ConcurrencyLimiter`). Only allowed requests count against a limit: a rejected
+request costs the client nothing (and with several limits, the LocalServer checks them all
+before it charges any: :meth:`ratelab.server.decide.Policy.admit`). Every decision carries
+what the response headers report (:mod:`ratelab.protocol.header_styles`): ``remaining``
+(units that could still pass now), ``reset_s`` (seconds until the full quota is back if
+nothing else arrives) and ``retry_after_s`` (0 when allowed; else seconds until the request
+would pass; ``inf`` if it never can, costing more than ``limit``). Times within
+:data:`EPS_S` of each other count as equal, so float rounding of ``time.monotonic()``
+readings never decides a boundary; the tolerance is always time, never units (a slow
+token bucket is early by at most EPS_S, and a remaining count at a large clock value is
+not one short).
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ from dataclasses import dataclass
 
 from ratelab._validate import integer, positive_number
 from ratelab.errors import ConfigError
+from ratelab.protocol.header_styles import format_headers
+from ratelab.protocol.quota import Quota
 
 __all__ = [
     "ALGORITHMS",
@@ -68,6 +78,7 @@ __all__ = [
     "TokenBucketLimiter",
     "as_faults",
     "as_rate_limits",
+    "check_names",
     "parse_rate_limit",
     "rate_limit_headers",
 ]
@@ -88,25 +99,15 @@ class Decision:
     retry_after_s: float
 
 
-def _ceil(x: float, eps: float = EPS_S) -> int:
-    """``ceil(x)`` (>= 0), ignoring float noise up to ``eps`` above an integer."""
-    return max(0, math.ceil(x - eps))
-
-
 def rate_limit_headers(limit: int, decision: Decision) -> dict[str, str]:
-    """The response headers for ``decision``: ``RateLimit-Limit``, ``RateLimit-Remaining``,
-    ``RateLimit-Reset`` (whole seconds, rounded up) and, when denied, ``Retry-After``
-    (whole seconds, rounded up, at least 1, as RFC 9110 has it in delta-seconds) and
-    ``X-Retry-After-Ms`` (milliseconds, rounded up)."""
-    headers = {
-        "RateLimit-Limit": str(limit),
-        "RateLimit-Remaining": str(decision.remaining),
-        "RateLimit-Reset": str(_ceil(decision.reset_s)),
-    }
-    if not decision.allowed:
-        headers["Retry-After"] = str(max(1, _ceil(decision.retry_after_s)))
-        headers["X-Retry-After-Ms"] = str(_ceil(decision.retry_after_s * 1000, EPS_S * 1000))
-    return headers
+    """One limit's ``decision`` as the ``"ietf-06"`` header style writes it
+    (:func:`ratelab.protocol.header_styles.format_headers`): ``RateLimit-Limit``,
+    ``RateLimit-Remaining``, ``RateLimit-Reset`` (whole seconds, rounded up) and, when
+    denied, ``Retry-After`` (whole seconds, rounded up, at least 1, as RFC 9110 has it in
+    delta-seconds) and ``X-Retry-After-Ms`` (milliseconds, rounded up)."""
+    quota = Quota("ratelimit", limit, decision.remaining, decision.reset_s)
+    retry = None if decision.allowed else decision.retry_after_s
+    return format_headers("ietf-06", [quota], now_epoch_s=0.0, retry_after_s=retry)
 
 
 # --- the algorithms ------------------------------------------------------------------------
@@ -466,25 +467,43 @@ class ServerRateLimit:
         return out + ")"
 
 
+def check_names(limits: Iterable[ServerRateLimit], parameter: str = "rate_limit") -> None:
+    """Two limits may not be given the same ``name`` (the headers could not tell them
+    apart); unnamed ones are numbered by the server."""
+    names = [r.name for r in limits if r.name is not None]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(parameter, dupes, "must give each ServerRateLimit its own name")
+
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _RATE_RE = re.compile(
-    r"(?P<limit>\d+)\s*/\s*(?P<n>\d+(?:\.\d*)?|\.\d+)?\s*(?P<unit>ms|min|s|m|h)?"
-    r"\s*(?::\s*(?P<algorithm>\w+))?"
+    r"(?P<limit>\d+)\s*(?P<quota>requests|tokens)?\s*/\s*(?P<n>\d+(?:\.\d*)?|\.\d+)?"
+    r"\s*(?P<unit>ms|min|s|m|h)?\s*(?::\s*(?P<algorithm>\w+))?"
 )
+_CONCURRENT_RE = re.compile(r"(?P<limit>\d+)\s*concurrent")
 
 
 def parse_rate_limit(text: str, *, parameter: str = "rate_limit") -> ServerRateLimit:
-    """Parse the command-line form ``LIMIT/WINDOW[:algorithm]``: ``20/1s``, ``20/s``,
-    ``100/1m:sliding_window``, ``5/500ms:gcra`` (units ms, s, m or min, h; none: s)."""
-    match = _RATE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    """Parse the command-line form ``LIMIT[ UNIT]/WINDOW[:algorithm]``: ``20/1s``, ``20/s``,
+    ``100/1m:sliding_window``, ``5/500ms:gcra`` (units ms, s, m or min, h; none: s),
+    ``30000 tokens/1m`` (a tokens quota), or ``100 concurrent`` (requests in progress)."""
+    text = text.strip() if isinstance(text, str) else text
+    concurrent = _CONCURRENT_RE.fullmatch(text) if isinstance(text, str) else None
+    if concurrent is not None:
+        return ServerRateLimit(int(concurrent["limit"]), unit="concurrent")
+    match = _RATE_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None or (match["n"] is None and match["unit"] is None):
         raise ConfigError(
-            parameter, text, "must look like 20/1s, 20/s or 100/1m:sliding_window (LIMIT/WINDOW)"
-        )
+            parameter, text,
+            "must look like 20/1s, 20/s, 100/1m:sliding_window, '30000 tokens/1m' or"
+            " '100 concurrent' (LIMIT[ UNIT]/WINDOW)",
+        )  # fmt: skip
     window = float(match["n"] or 1) * _UNITS[match["unit"] or "s"]
     return ServerRateLimit(
-        int(match["limit"]), window, algorithm=match["algorithm"] or "fixed_window"
-    )
+        int(match["limit"]), window, algorithm=match["algorithm"] or "fixed_window",
+        unit=match["quota"] or "requests",
+    )  # fmt: skip
 
 
 def as_rate_limits(value: object, parameter: str = "rate_limit") -> tuple[ServerRateLimit, ...]:
