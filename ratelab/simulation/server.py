@@ -352,7 +352,7 @@ class SimulatedServer(Transport):
             if names is not None:
                 names.record(stamps.store, row, headers)
         retry_after = headers.get("Retry-After") if headers is not None and status >= 400 else None
-        return status, retry_after, nbytes
+        return status, retry_after, nbytes, headers  # the headers: for guards that read them
 
     def log(self, t0: float) -> pd.DataFrame:
         """The server's view of the run: the LocalServer log's columns, times from ``t0``."""

@@ -492,3 +492,16 @@ def test_a_reservation_counts_its_sleepers_until_their_slot(kind: str) -> None:
         return [*counts, guard._waiting]
 
     assert run_virtual(main()) == [2, 1, 0, 0]  # slots at 0, 0.1, 0.2
+
+
+def test_header_pacing_under_simulate_against_an_openai_shaped_server() -> None:
+    # rl.simulate's server answers in OpenAI's headers; its reply carries them to the
+    # guards, so HeaderPacing paces by tokens and requests per minute there too
+    server = rl.LocalServer(profile=rl.profiles.openai(rpm=500, tpm=30_000))
+    exp = _exp(requests=120, workers=20, cost=rl.Uniform(200, 2000), seed=1)
+    blind = rl.simulate(exp, server, progress=False).df
+    paced = rl.simulate(exp.replace(strategy=rl.HeaderPacing()), server, progress=False).df
+    assert (blind.status == 429).sum() == 93
+    assert (paced.status == 429).sum() == 0
+    # within what the bucket allows: full at the start, 30,000 tokens a minute after
+    assert paced.cost.sum() <= 30_000 + 30_000 * paced.done_s.max() / 60
