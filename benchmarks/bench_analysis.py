@@ -95,6 +95,7 @@ def synthetic_frame(n: int, *, seed: int = 0) -> pd.DataFrame:
                 err_codes, categories=["TimeoutError", "CancelledError"]
             ),
             "bytes": np.where(status == 200, 256, 0).astype(np.int64),
+            "cost": np.full(n, np.nan),  # no costs (a run without Experiment(cost=))
         }
     )
     ref = empty_frame()

@@ -15,10 +15,22 @@ client or the server, is the bottleneck. Figures:
   burst is 20% of the run, more than the 10% summary trims).
 * ``max_sent_1s_over_target``: the largest number of requests sent in any 1 s window
   (``analysis.windows``) over r: ~2 for a fresh limiter (r at once, r more within 1 s).
+
+``--burst-free`` adds, beside each ``RateLimit(r)``, the three burst-free limits, which wait
+for one timer per request: ``TokenBucket(r, burst=1)``, ``SlidingWindow(1, 1/r)`` and
+``Adaptive`` pinned at r (start = min = max = r), with the same workers and requests. Each
+timer fires late (epoll's timeout is whole milliseconds, plus the loop's own delay); booked
+at the moment it fired, that lateness was lost on every wait (about 460/s delivered at
+600/s). Their figure is ``send_rate_after_1s_over_target`` (expected >= 0.99), beside
+RateLimit's (``--rates 600,1500,2000 --burst-free``, the rates of issue 14). Also measured
+alone, with no HTTP (``burst_free_limiter_only``: 50 tasks acquiring for 2 s), beside
+aiolimiter's burst-free ``RateLimit(1, period_s=1/r)``: on a loaded machine the HTTP client
+is the bottleneck first, and this separates what the limiter delivers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -45,13 +57,57 @@ def workers_for(rate: float) -> int:
     return max(50, math.ceil(rate / 20))
 
 
-def measure(url: str, rate: float, requests: int, *, loop: str = "asyncio") -> dict[str, Any]:
+def burst_free(kind: str, rate: float) -> rl.Strategy:
+    """The burst-free limit ``kind`` at ``rate`` per second."""
+    if kind == "TokenBucket":
+        return rl.TokenBucket(rate, burst=1)
+    if kind == "SlidingWindow":
+        return rl.SlidingWindow(1, 1 / rate)
+    return rl.Adaptive(start_rate_per_s=rate, min_rate_per_s=rate, max_rate_per_s=rate)
+
+
+BURST_FREE = ("TokenBucket", "SlidingWindow", "Adaptive")
+
+
+def limiter_only(strategy: rl.Strategy, rate: float, seconds: float = 2.0) -> float:
+    """The limiter alone, no HTTP: 50 tasks acquire its guard in a loop for ``seconds`` on
+    a fresh asyncio loop; admissions per second after the first second, over ``rate``."""
+
+    async def main() -> float:
+        guard = strategy.guard()
+        assert guard is not None
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+        end = loop.time() + seconds
+
+        async def task() -> None:
+            while loop.time() < end:
+                await guard.acquire("/get")
+                times.append(loop.time())
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(task() for _ in range(50)))
+        after = [t for t in times if t >= times[0] + 1.0]
+        return (len(after) - 1) / (after[-1] - after[0]) / rate
+
+    return asyncio.run(main())
+
+
+def measure(
+    url: str,
+    rate: float,
+    requests: int,
+    *,
+    loop: str = "asyncio",
+    strategy: rl.Strategy | None = None,
+) -> dict[str, Any]:
     workers = workers_for(rate)
+    strategy = rl.RateLimit(rate) if strategy is None else strategy
     exp = rl.Experiment(
         target=url,
         requests=requests,
         workers=workers,
-        strategy=rl.RateLimit(rate),
+        strategy=strategy,
         seed=0,
         loop=loop,
     )
@@ -69,6 +125,7 @@ def measure(url: str, rate: float, requests: int, *, loop: str = "asyncio") -> d
     post = (after.size - 1) / (after[-1] - after[0]) if after.size >= 2 else math.nan
     gaps = np.diff(sent[sent >= sent[0] + 1.0]) if sent.size else np.zeros(0)
     return {
+        "strategy": repr(strategy),
         "target_rate_per_s": rate,
         "workers": workers,
         "requests": requests,
@@ -96,8 +153,12 @@ def measure(url: str, rate: float, requests: int, *, loop: str = "asyncio") -> d
     }
 
 
-def run(rates: tuple[float, ...], *, requests_per_rate: float) -> dict[str, Any]:
+def run(
+    rates: tuple[float, ...], *, requests_per_rate: float, with_burst_free: bool = False
+) -> dict[str, Any]:
     results = []
+    side = []  # the burst-free limits, beside RateLimit at the same rate
+    alone: list[dict[str, Any]] = []  # the same, the limiter alone (no HTTP)
     with server_process("ratelab") as url:
         rl.run(rl.Experiment(target=url, requests=50, workers=10), progress=False)  # warm-up
         for r in rates:
@@ -108,6 +169,29 @@ def run(rates: tuple[float, ...], *, requests_per_rate: float) -> dict[str, Any]
                 f"= {results[-1]['steady_over_target']:.4f} x target; "
                 f"max in 1 s {results[-1]['max_sent_1s']}"
             )
+            if with_burst_free:  # the limiters alone, beside aiolimiter's burst-free form
+                base = limiter_only(rl.RateLimit(1, period_s=1 / r), r)
+                for kind in BURST_FREE:
+                    ratio = limiter_only(burst_free(kind, r), r)
+                    alone.append(
+                        {
+                            "strategy": repr(burst_free(kind, r)),
+                            "rate_per_s": r,
+                            "over_target": ratio,
+                            "ratelimit_1_over_target": base,
+                        }
+                    )
+                    print(
+                        f"  alone, no HTTP: {kind}({r:g}) {ratio:.4f} x target "
+                        f"(RateLimit(1, period_s=1/r): {base:.4f})"
+                    )
+            for kind in BURST_FREE if with_burst_free else ():
+                side.append(measure(url, r, n, strategy=burst_free(kind, r)))
+                print(
+                    f"  {side[-1]['strategy']}: sent {side[-1]['send_rate_after_1s_per_s']:.1f}/s"
+                    f" = {side[-1]['send_rate_after_1s_over_target']:.4f} x target "
+                    f"(RateLimit: {results[-1]['send_rate_after_1s_over_target']:.4f})"
+                )
     report: dict[str, Any] = {
         "benchmark": "rate",
         "server": "ratelab.server.local.serve (separate process, latency 0)",
@@ -131,18 +215,55 @@ def run(rates: tuple[float, ...], *, requests_per_rate: float) -> dict[str, Any]
         ],
         "machine": machine_info(),
     }
+    if alone:
+        report["burst_free_limiter_only"] = alone
+        report["headline"] += [
+            headline(
+                f"{a['strategy']} alone (no HTTP) / target "
+                f"(RateLimit(1, period_s=1/r): {a['ratelimit_1_over_target']:.4f})",
+                round(a["over_target"], 4),
+                ">= 0.99",
+            )
+            for a in alone
+        ]
+    if side:
+        report["burst_free"] = side
+        report["headline"] += [
+            headline(
+                f"{b['strategy']} send rate after 1 s / target "
+                f"(RateLimit({b['target_rate_per_s']:g}): "
+                f"{_rate_limit_ratio(results, b['target_rate_per_s'])})",
+                None
+                if b["send_rate_after_1s_over_target"] is None
+                else round(b["send_rate_after_1s_over_target"], 4),
+                ">= 0.99",
+            )
+            for b in side
+        ]
     return report
+
+
+def _rate_limit_ratio(results: list[dict[str, Any]], rate: float) -> str:
+    for r in results:
+        if r["target_rate_per_s"] == rate and r["send_rate_after_1s_over_target"] is not None:
+            return f"{r['send_rate_after_1s_over_target']:.4f}"
+    return "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__)
     p.add_argument("--rates", default=None, help="comma-separated target rates (req/s)")
+    p.add_argument(
+        "--burst-free",
+        action="store_true",
+        help="also TokenBucket(r, burst=1), SlidingWindow(1, 1/r), Adaptive pinned at r",
+    )
     args = p.parse_args(argv)
     if args.rates:
         rates = tuple(float(x) for x in args.rates.split(","))
     else:
         rates = SMOKE_RATES if args.smoke else FULL_RATES
-    report = run(rates, requests_per_rate=3 if args.smoke else 5)
+    report = run(rates, requests_per_rate=3 if args.smoke else 5, with_burst_free=args.burst_free)
     report["smoke"] = args.smoke
     write_report(report, default_out("rate", args))
     return 0

@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "SlidingWindow": "experiment.strategies",
     "Adaptive": "experiment.strategies",
     "Retry": "experiment.strategies",
+    "AllOf": "experiment.strategies",
+    "HeaderPacing": "experiment.strategies",
     # client: running it
     "Guard": "client.guards",
     "run": "client.runner",
@@ -85,7 +87,11 @@ _EXPORTS: dict[str, str] = {
     "allow_asyncio_run": "notebook",
 }
 #: public module -> where it lives
-_MODULES: dict[str, str] = {"redis_server": "testing.redis", "testing": "testing"}
+_MODULES: dict[str, str] = {
+    "profiles": "server.profiles",
+    "redis_server": "testing.redis",
+    "testing": "testing",
+}
 
 __all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
 
@@ -152,8 +158,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab.experiment.experiment import Experiment
     from ratelab.experiment.strategies import (
         Adaptive,
+        AllOf,
         Concurrency,
         ConnectionLimit,
+        HeaderPacing,
         RateLimit,
         Retry,
         SlidingWindow,
@@ -162,6 +170,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         Unlimited,
     )
     from ratelab.notebook import allow_asyncio_run
+    from ratelab.server import profiles
     from ratelab.server.local import LocalServer, serve
     from ratelab.server.policies import Faults, ServerRateLimit
     from ratelab.simulation.runner import asimulate, simulate

@@ -287,6 +287,18 @@ def read_result(path: str | os.PathLike[str]) -> ResultParts:
     return parts
 
 
+def _add_later_columns(df: pd.DataFrame) -> None:
+    """A file from before a column existed (``cost``): the column, filled, after ``bytes``
+    (where the schema has it; a multi-process run's ``process`` column stays after)."""
+    from ratelab.records.schema import COLUMNS, LATER_COLUMNS
+
+    names = list(COLUMNS)
+    for name, fill in LATER_COLUMNS.items():
+        if name not in df.columns and names[names.index(name) - 1] in df.columns:
+            at = df.columns.get_loc(names[names.index(name) - 1]) + 1
+            df.insert(at, name, np.full(len(df), fill, COLUMNS[name][0]))  # type: ignore[arg-type]
+
+
 def _check_columns(path: Path, df: pd.DataFrame) -> None:
     """Every column a Result needs (``records.schema.COLUMNS``), with its dtype."""
     from ratelab.records.schema import COLUMNS
@@ -331,6 +343,7 @@ def _read(path: Path, pf: pq.ParquetFile) -> ResultParts:
     except (pa.ArrowException, OSError) as e:
         raise _fail(path, f"the records cannot be read (truncated or corrupt?): {e}") from e
     df = _restore_dtypes(df, header.get("columns") or {})
+    _add_later_columns(df)
 
     server_log = None
     raw_log = metadata.get(SERVER_LOG_KEY)

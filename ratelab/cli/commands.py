@@ -206,6 +206,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             seed=args.seed,
             rate_limit=args.rate_limit or None,
             max_concurrency=args.max_concurrency,
+            headers=None if args.headers == "none" else args.headers,
         )
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,6 +7,7 @@
     ratelab summary RUN.parquet ...                     a table on stdout
     ratelab sweep SWEEP.toml [-o summary.csv] [--plot FIG.png] [--simulate]
     ratelab serve [--host 127.0.0.1] [--port 8080] [--latency uniform:0.05,0.2] [--seed N]
+                  [--rate-limit 20/1s ...] [--headers ietf|ietf-06|openai|anthropic|github|none]
                   [--allow-remote]                 needed for a host beyond this machine
 
 An experiment file uses the names of :class:`~ratelab.experiment.experiment.Experiment`::
@@ -140,8 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit",
         action="append",
         default=[],
-        metavar="N/WINDOW[:ALGORITHM]",
-        help="server-side limit, e.g. 20/1s or 20/1s:sliding_window (repeatable)",
+        metavar="N[ UNIT]/WINDOW[:ALGORITHM]",
+        help="server-side limit, e.g. 20/1s, 20/1s:sliding_window, '30000 tokens/1m' or"
+        " '100 concurrent' (repeatable: checked together)",
+    )
+    sp.add_argument(
+        "--headers",
+        default="ietf",
+        choices=["ietf", "ietf-06", "openai", "anthropic", "github", "none"],
+        help="the rate-limit header style of the answers (default: ietf)",
     )
     sp.add_argument("--max-concurrency", type=int, default=None, help="more in flight gets 503")
     return p

@@ -22,11 +22,32 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVER_KEYS", "SIMULATED_TARGET", "check_tables", "experiment_from_toml", "read_toml"]
 
-#: The keys of a ``[server]`` table: LocalServer's options.
+#: The keys of a ``[server]`` table: LocalServer's options. ``rate_limit`` takes tables of
+#: ServerRateLimit's arguments (``{limit = 30000, window_s = 60, unit = "tokens"}``) or
+#: strings (``"20/1s"``, ``"30000 tokens/1m"``); ``headers`` a header style or ``"none"``
+#: (TOML has no null); ``profile`` a table ``{kind = "openai", rpm = 60, tpm = 30000}``
+#: (``kind``: a function of ``rl.profiles``, the rest its arguments).
 SERVER_KEYS = (
     "latency", "seed", "host", "port", "rate_limit", "max_concurrency", "overload_status",
-    "faults",
+    "faults", "headers", "actual_cost", "profile",
 )  # fmt: skip
+
+_PROFILES = ("openai", "anthropic", "github")
+
+
+def _profile_from(value: object) -> object:
+    from ratelab.server import profiles
+
+    valid = (
+        f"must be a table such as {{kind = 'openai', rpm = 60, tpm = 30000}}; kinds: {_PROFILES}"
+    )
+    if not isinstance(value, Mapping) or value.get("kind") not in _PROFILES:
+        raise ConfigError("server.profile", value, valid)
+    kwargs = {k: v for k, v in value.items() if k != "kind"}
+    try:
+        return getattr(profiles, value["kind"])(**kwargs)
+    except TypeError as e:
+        raise ConfigError("server.profile", value, f"{valid} ({e})") from e
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -55,7 +76,12 @@ def _server_from(table: object) -> LocalServer:
             raise ConfigError(
                 f"server.{key}", table[key], f"is not a server option; valid: {list(SERVER_KEYS)}"
             )
-    return LocalServer(**dict(table))
+    options = dict(table)
+    if options.get("headers") == "none":
+        options["headers"] = None
+    if "profile" in options:
+        options["profile"] = _profile_from(options["profile"])
+    return LocalServer(**options)
 
 
 #: The target of a simulated run whose ``[server]`` table is the model (never contacted).

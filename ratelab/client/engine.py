@@ -36,11 +36,12 @@ from typing import Any
 
 import numpy as np
 
+from ratelab.client.guards import takes_cost, takes_headers
 from ratelab.client.loops import loop_name, stamp_clock, timer_delay_s
 from ratelab.client.transports import transport_for
 from ratelab.client.transports.base import HeaderNames, RequestSpec, Stamps, Transport
 from ratelab.errors import RunError
-from ratelab.experiment.experiment import Experiment, check_drawn
+from ratelab.experiment.experiment import Experiment, check_costs, check_drawn
 from ratelab.experiment.request_options import check_sendable
 from ratelab.experiment.strategies import Retry
 from ratelab.records.schema import ERROR_CANCELLED
@@ -137,6 +138,12 @@ class Engine:
             check_drawn("think_time", exp.think_time, self.think_s)
         if self.arrival_s is not None:
             check_drawn("arrivals", exp.arrivals, self.arrival_s)
+        # costs are drawn last, so a seed's endpoints, think and arrival times stay the same
+        costs = None
+        if exp.cost is not None:
+            costs = np.rint(exp.cost.sample(rng, n))  # whole tokens
+            check_costs(exp.cost, costs)
+        self.has_costs = costs is not None
         self.codes: list[int] = codes.tolist()  # cheaper to index than numpy
         opts = exp.endpoint_options
         self.methods = [opts.get(p, {}).get("method", exp.method) for p in self.endpoints]
@@ -144,6 +151,8 @@ class Engine:
         self.store = RecordStore(n, endpoints=self.endpoints, methods=methods)
         method_codes = np.array([methods.index(m) for m in self.methods], np.int32)[codes]
         self.store.add_requests(np.arange(n), codes, method_codes)
+        if costs is not None:
+            self.store.cost[:n] = costs  # a retry's row copies it (RecordStore.new_row)
         self.t0 = 0.0
 
     # -- the run -------------------------------------------------------------------------
@@ -169,6 +178,7 @@ class Engine:
         limit, limit_per_host = exp.strategy.build_limits()
         self.queue: asyncio.Queue[int] = asyncio.Queue()
         self.urls = [self.base_url + p for p in self.endpoints]
+        transport.send_costs = exp.cost is not None
         transport.prepare(specs=request_specs(exp, self.urls), header_names=HeaderNames(
             exp.record_headers))  # fmt: skip
         interrupted = False
@@ -266,6 +276,9 @@ class Engine:
         self.guards = tuple(guards)
         self.labels = tuple(labels)
         self.retry = retry
+        # which guards take the request's cost / the response headers (Guard's docstring)
+        self.guard_costs = tuple(takes_cost(g) for g in guards)
+        self.guard_headers = tuple(takes_headers(g) for g in guards)
 
     async def _until_done(self, tasks: list[asyncio.Task[None]]) -> None:
         """Wait until every request is done (in open loop: enqueued, then done); end at once
@@ -370,18 +383,23 @@ class Engine:
         status = 0
         error: str | None = None
         retry_after: float | None = None
+        headers: Any = None
         try:
             if guards:
-                for g in guards:
-                    await g.acquire(endpoint)
+                cost = float(s.cost[row]) if self.has_costs else None
+                for g, with_cost in zip(guards, self.guard_costs, strict=True):
+                    await (g.acquire(endpoint, cost) if with_cost else g.acquire(endpoint))
                     held += 1
                 t = now() - t0
             s.admitted_s[row] = t
             s.sent_s[row] = t
             rid = row if attempt == 1 else int(s.request_id[row])
-            status, retry_header, nbytes = await self._send(
+            reply = await self._send(
                 row, self.methods[code], self.urls[code], f"{self.run_token}-{rid}-{attempt}"
             )
+            status, retry_header, nbytes = reply[0], reply[1], reply[2]
+            if len(reply) > 3:  # the response headers (a three-element reply has none)
+                headers = reply[3]  # type: ignore[misc]
             s.status[row] = status
             s.bytes[row] = nbytes
             if retry_header is not None:
@@ -406,7 +424,10 @@ class Engine:
         if guards:
             for i, g in enumerate(guards):
                 try:
-                    g.observe(status, error)
+                    if self.guard_headers[i]:
+                        g.observe(status, error, headers)  # type: ignore[call-arg]
+                    else:
+                        g.observe(status, error)
                 except Exception as e:
                     raise _Failed(f"guard {self.labels[i]}.observe") from e
         return status, error, retry_after

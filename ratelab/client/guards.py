@@ -8,7 +8,7 @@ shows it every outcome with ``observe``, and awaits ``aclose`` once when the run
 - :class:`SemaphoreGuard` (``Concurrency``): an ``asyncio.Semaphore`` held for the attempt;
 
 and small, exact limiters that aiolimiter does not offer. Each reads time only from
-``loop.time()`` and serves waiters in FIFO order (an ``asyncio.Lock`` is fair), so a
+``loop.time()`` and serves waiters in FIFO order (slots reserved in arrival order), so a
 controlled clock gives exact, repeatable schedules. Waits are rounded up to the loop's timer
 resolution (:func:`ratelab.client.loops.timer_delay_s`), so on uvloop a sub-millisecond wait
 does not turn into a busy loop.
@@ -19,11 +19,28 @@ does not turn into a busy loop.
   (an exact sliding log of admission times).
 - :class:`AdaptiveGuard`: AIMD pacing; requests are spaced ``1 / rate`` apart, the rate is
   cut multiplicatively on 429/503 and grows additively with every success.
+
+These three keep their books on IDEAL times: a request is booked at the moment it was
+allowed to go (its arrival, or the moment the limit had room), not at the moment its timer
+fired. A timer fires late (by up to a millisecond: epoll's timeout is in whole
+milliseconds), and booking the late time would lose that lateness on every wait: at 600/s a
+burst-free bucket delivered about 460/s. Booked ideally, the lateness is carried forward
+(the next request's due time may already have passed, and it goes at once), so the rate over
+time is the configured one. They book by reservation: each request takes its slot as it
+arrives, in arrival order, and sleeps until it, so every request that is due wakes in the
+same loop iteration (a lock handed from waiter to waiter lets one go per iteration).
+
+The limits that ``rl.AllOf`` can hold (:class:`LimiterGuard`, :class:`SemaphoreGuard`,
+:class:`TokenBucketGuard`, :class:`SlidingWindowGuard`) also say when they would have room
+without taking it (``_ready_at``) and take at once (``_take``): see
+:mod:`ratelab.client.limits.all_of`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import math
 from collections import deque
 
 from aiolimiter import AsyncLimiter
@@ -37,6 +54,8 @@ __all__ = [
     "SemaphoreGuard",
     "SlidingWindowGuard",
     "TokenBucketGuard",
+    "takes_cost",
+    "takes_headers",
 ]
 
 
@@ -54,19 +73,28 @@ class Guard:
 
     The engine calls, per attempt (each retry is an attempt of its own):
 
-    ``await acquire(endpoint)``
+    ``await acquire(endpoint)`` or ``await acquire(endpoint, cost)``
         After the think time or retry backoff, before the request is sent; may wait. The
         strategy's guards are acquired in the order written (``a + b``: ``a`` first). The
         wait is the row's ``admitted_s - ready_s``. Raising fails the attempt (an error
         row named after the exception) without sending it; a cancelled run cancels it.
+        A guard whose ``acquire`` takes a second parameter gets the request's ``cost``
+        (whole tokens, a float; None when the Experiment has no ``cost``).
     ``release(endpoint)``
         Once the attempt is over, whatever happened (response read, error, timeout,
         cancellation), exactly once for each ``acquire`` that returned, and never for one
         that raised or was cancelled. Plain (not async): it must not wait.
-    ``observe(status, error)``
+    ``observe(status, error)`` or ``observe(status, error, headers)``
         After ``release``, on every guard of the strategy, with the attempt's outcome:
         the HTTP ``status`` (0 when no response came) and ``error`` (the exception's class
         name, or None). Not called for an attempt cancelled by the end of the run. Plain.
+        A guard whose ``observe`` takes a third parameter also gets the response's
+        ``headers`` (a case-insensitive mapping of str; None when no response came or the
+        transport does not return headers).
+
+    Which form a guard's ``acquire`` and ``observe`` take is read from their signatures
+    once, when the run starts (:func:`takes_cost`, :func:`takes_headers`), so a guard
+    written for the two-parameter forms keeps working unchanged.
     ``await aclose()``
         Once, when the run ends (also after an interrupt), after the HTTP session is
         closed: release what the guard holds outside the process (e.g. connections to a
@@ -92,6 +120,28 @@ class Guard:
         """The run is over: release what the guard holds (connections to a shared store)."""
 
 
+def _positional(method: object) -> int:
+    """How many positional arguments a bound method accepts (a ``*args``: many)."""
+    try:
+        params = inspect.signature(method).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 99
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def takes_cost(guard: Guard) -> bool:
+    """Whether ``guard.acquire`` takes the request's cost: ``acquire(endpoint, cost)``."""
+    return _positional(guard.acquire) >= 2
+
+
+def takes_headers(guard: Guard) -> bool:
+    """Whether ``guard.observe`` takes the response headers: ``observe(status, error,
+    headers)``."""
+    return _positional(guard.observe) >= 3
+
+
 class _AsyncLimiter(AsyncLimiter):
     """aiolimiter's limiter, unchanged on asyncio. On a loop whose timers fire at once below
     a resolution (uvloop: 1 ms), a wake-up closer than that is moved out to one tick, so
@@ -114,15 +164,30 @@ class _AsyncLimiter(AsyncLimiter):
 
 
 class LimiterGuard(Guard):
-    """``RateLimit``: aiolimiter's ``AsyncLimiter(max_rate, period_s)`` before each request."""
+    """``RateLimit``: aiolimiter's ``AsyncLimiter(max_rate, period_s)`` before each request;
+    with ``tokens``, each request acquires its cost (``acquire(amount)``), else 1."""
 
-    __slots__ = ("_limiter",)
+    __slots__ = ("_by_cost", "_limiter")
 
-    def __init__(self, max_rate: float, period_s: float) -> None:
+    def __init__(self, max_rate: float, period_s: float, *, tokens: bool = False) -> None:
         self._limiter = _AsyncLimiter(max_rate, period_s)
+        self._by_cost = tokens
 
-    async def acquire(self, endpoint: str) -> None:
-        await self._limiter.acquire()
+    async def acquire(self, endpoint: str, cost: float | None = None) -> None:
+        await self._limiter.acquire(cost if self._by_cost and cost is not None else 1)
+
+    def _ready_at(self, endpoint: str, cost: float | None, arrival: float) -> float:
+        limiter = self._limiter
+        amount = cost if self._by_cost and cost is not None else 1
+        if limiter.has_capacity(amount):  # leaks to now first
+            return arrival
+        needed = limiter._level + amount - limiter.max_rate  # aiolimiter's own wait rule
+        return limiter._last_check + needed / limiter._rate_per_sec
+
+    async def _take(self, endpoint: str, cost: float | None, at: float) -> None:
+        # never suspends: called right after _ready_at said there is room, and the
+        # bucket only leaks while time goes on
+        await self.acquire(endpoint, cost)
 
 
 class SemaphoreGuard(Guard):
@@ -142,62 +207,112 @@ class SemaphoreGuard(Guard):
         if self._endpoint is None or endpoint == self._endpoint:
             self._semaphore.release()
 
+    def _ready_at(self, endpoint: str, cost: float | None, arrival: float) -> float:
+        if self._endpoint is not None and endpoint != self._endpoint:
+            return arrival
+        return math.inf if self._semaphore.locked() else arrival  # inf: until a release
+
+    async def _take(self, endpoint: str, cost: float | None, at: float) -> None:
+        await self.acquire(endpoint)  # not locked: takes a slot without suspending
+
 
 class TokenBucketGuard(Guard):
-    __slots__ = ("_burst", "_last", "_lock", "_loop", "_rate", "_tokens")
+    __slots__ = ("_burst", "_last", "_loop", "_rate", "_tokens", "_waiting")
 
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self._rate = rate_per_s
         self._burst = burst
-        self._tokens = burst
+        self._tokens = burst  # the bucket at time _last (the latest booked time)
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
-        self._lock = asyncio.Lock()
+        self._waiting = 0  # requests sleeping until their reserved slot
 
-    def _refill(self) -> None:
-        now = self._loop.time()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
+    def _refill(self, at: float) -> None:
+        """The bucket at ``at`` (never before the time it was last booked at)."""
+        if at > self._last:
+            self._tokens = min(self._burst, self._tokens + (at - self._last) * self._rate)
+            self._last = at
+
+    def _ready_at(self, endpoint: str, cost: float | None, arrival: float) -> float:
+        """When a request that arrived at ``arrival`` may take a token (the ideal time)."""
+        at = max(arrival, self._last)
+        tokens = min(self._burst, self._tokens + (at - self._last) * self._rate)
+        return at if tokens >= 1 else at + (1 - tokens) / self._rate
+
+    async def _take(self, endpoint: str, cost: float | None, at: float) -> None:
+        self._refill(at)
+        self._tokens = max(0.0, self._tokens - 1)  # at a due time the bucket holds 1 (+ ulps)
 
     async def acquire(self, endpoint: str) -> None:
-        async with self._lock:
-            self._refill()
-            while self._tokens < 1:
-                await asyncio.sleep(timer_delay_s(self._loop, (1 - self._tokens) / self._rate))
-                self._refill()
-            self._tokens -= 1
+        # A reservation: the token is booked at the request's ideal time `at` as it
+        # arrives (first come, first served), then it sleeps until then. Lateness carries,
+        # and several due requests wake in one loop iteration (a lock handed from waiter to
+        # waiter admits one per iteration: under load that, not the rate, was the limit).
+        loop = self._loop
+        at = self._ready_at(endpoint, None, loop.time())
+        self._refill(at)
+        self._tokens = max(0.0, self._tokens - 1)
+        delay = at - loop.time()
+        if delay > 0:
+            self._waiting += 1
+            try:
+                await asyncio.sleep(timer_delay_s(loop, delay))
+            finally:
+                self._waiting -= 1
 
 
 class SlidingWindowGuard(Guard):
-    __slots__ = ("_limit", "_lock", "_log", "_loop", "_window")
+    __slots__ = ("_limit", "_log", "_loop", "_waiting", "_window")
 
     def __init__(self, limit: int, window_s: float) -> None:
         self._limit = limit
         self._window = window_s
-        self._log: deque[float] = deque()
+        self._log: deque[float] = deque()  # booked admission times, oldest first
         self._loop = asyncio.get_running_loop()
-        self._lock = asyncio.Lock()
+        self._waiting = 0  # requests sleeping until their reserved slot
+
+    def _ready_at(self, endpoint: str, cost: float | None, arrival: float) -> float:
+        """When a request that arrived at ``arrival`` may go: the ideal time, at or after
+        the last booked admission, when the window before it holds fewer than ``limit``."""
+        log, window = self._log, self._window
+        at = max(arrival, log[-1]) if log else arrival
+        while log and log[0] <= at - window:
+            log.popleft()  # out of every window from now on (booked times never go back)
+        if len(log) >= self._limit:
+            at = log[-self._limit] + window
+        return at
+
+    async def _take(self, endpoint: str, cost: float | None, at: float) -> None:
+        self._log.append(at)
 
     async def acquire(self, endpoint: str) -> None:
-        async with self._lock:
-            log, now = self._log, self._loop.time()
-            while True:
-                while log and log[0] <= now - self._window:
-                    log.popleft()
-                if len(log) < self._limit:
-                    log.append(now)
-                    return
-                await asyncio.sleep(timer_delay_s(self._loop, log[0] + self._window - now))
-                now = self._loop.time()
+        # a reservation at the ideal time, as TokenBucketGuard's
+        loop = self._loop
+        at = self._ready_at(endpoint, None, loop.time())
+        self._log.append(at)
+        delay = at - loop.time()
+        if delay > 0:
+            self._waiting += 1
+            try:
+                await asyncio.sleep(timer_delay_s(loop, delay))
+            finally:
+                self._waiting -= 1
 
 
 class AdaptiveGuard(Guard):
     """AIMD: ``rate`` starts at ``start``; a 429/503 multiplies it by ``decrease`` (at most
     once per ``cooldown_s``), each other response adds ``increase / rate`` (so the rate
     climbs by about ``increase`` per second while all goes well). ``history`` keeps
-    ``(time, rate)`` at every change, on the loop clock."""
+    ``(time, rate)`` at every change, on the loop clock.
 
-    __slots__ = ("_cooldown", "_last_cut", "_lock", "_loop", "_next", "history", "params", "rate")
+    Each request reserves its slot (``1 / rate`` after the previous one, at the rate when
+    that one reserved) when it arrives and sleeps until then, booked at the ideal time as
+    TokenBucketGuard's. A cut voids the slots handed out but not yet reached: their
+    requests wake at their old slot and take new ones, from the slot after the latest
+    request that went, spaced at the new rate."""
+
+    __slots__ = ("_after_go", "_cooldown", "_cuts", "_last_cut", "_loop", "_next", "_waiting",
+                 "history", "params", "rate")  # fmt: skip
 
     def __init__(
         self,
@@ -214,18 +329,30 @@ class AdaptiveGuard(Guard):
         self.params = (minimum, maximum, increase, decrease, backoff_statuses)
         self._cooldown = cooldown_s
         self._loop = asyncio.get_running_loop()
-        self._next = self._loop.time()
+        self._next = self._loop.time()  # the next free slot
+        self._after_go = self._next  # the slot after the latest request that went
+        self._cuts = 0
+        self._waiting = 0  # requests sleeping until their reserved slot
         self._last_cut = -float("inf")
-        self._lock = asyncio.Lock()
         self.history: list[tuple[float, float]] = [(self._next, start)]
 
     async def acquire(self, endpoint: str) -> None:
-        async with self._lock:
-            now = self._loop.time()
-            if self._next > now:
-                await asyncio.sleep(timer_delay_s(self._loop, self._next - now))
-                now = self._loop.time()
-            self._next = max(now, self._next) + 1 / self.rate
+        loop = self._loop
+        at = loop.time()
+        while True:
+            at = max(at, self._next)  # the ideal time: lateness is not booked
+            self._next = after = at + 1 / self.rate
+            cuts = self._cuts
+            delay = at - loop.time()
+            if delay > 0:
+                self._waiting += 1
+                try:
+                    await asyncio.sleep(timer_delay_s(loop, delay))
+                finally:
+                    self._waiting -= 1
+            if self._cuts == cuts:  # no cut while it slept: the slot holds
+                self._after_go = max(self._after_go, after)
+                return
 
     def observe(self, status: int, error: str | None) -> None:
         minimum, maximum, increase, decrease, backoff = self.params
@@ -235,6 +362,8 @@ class AdaptiveGuard(Guard):
                 return
             self._last_cut = now
             self.rate = max(minimum, self.rate * decrease)
+            self._cuts += 1  # the slots handed out at the old rate are void: the next
+            self._next = self._after_go  # is the one after the latest request that went
         elif error is None and status:
             self.rate = min(maximum, self.rate + increase / self.rate)
         else:

@@ -26,6 +26,7 @@ __all__ = [
     "LogNormal",
     "Uniform",
     "parse_distribution",
+    "upper_bound",
 ]
 
 
@@ -141,6 +142,18 @@ class LogNormal(Distribution):
 
     def __repr__(self) -> str:
         return f"LogNormal({self.median_s:g}, {self.sigma:g})"
+
+
+def upper_bound(distribution: Distribution) -> float:
+    """The largest value ``distribution`` can draw: ``inf`` for Exponential, a LogNormal
+    with ``sigma > 0`` and any distribution ratelab does not know (its bound is unknown)."""
+    if isinstance(distribution, Fixed):
+        return distribution.value_s
+    if isinstance(distribution, Uniform):
+        return distribution.high_s
+    if isinstance(distribution, LogNormal) and distribution.sigma == 0:
+        return distribution.median_s
+    return math.inf
 
 
 _KINDS = {"fixed": Fixed, "uniform": Uniform, "exponential": Exponential, "lognormal": LogNormal}

@@ -44,7 +44,7 @@ from ratelab.experiment.request_options import (
     redact_headers,
     request_to_plain,
 )
-from ratelab.experiment.strategies import Strategy, as_strategy
+from ratelab.experiment.strategies import Strategy, as_strategy, check_cost
 
 if TYPE_CHECKING:
     from ratelab.server.local import LocalServer
@@ -54,6 +54,7 @@ __all__ = [
     "MAX_REQUESTS",
     "MAX_RUN_S",
     "Experiment",
+    "check_costs",
     "check_drawn",
     "is_loopback",
     "is_loopback_host",
@@ -171,6 +172,25 @@ def check_drawn(parameter: str, value: object, drawn_s: Any) -> None:
         )  # fmt: skip
 
 
+#: The largest cost one request may draw (tokens): a header's integer stays exact.
+MAX_COST = 2.0**53
+
+
+def check_costs(cost: object, drawn: Any) -> None:
+    """Refuse drawn costs that are not finite or beyond :data:`MAX_COST` (a LogNormal
+    with a huge sigma): they could not be sent as a whole number. Before anything is sent."""
+    import numpy as np
+
+    costs = np.asarray(drawn, dtype=float)
+    if costs.size and not (np.isfinite(costs).all() and costs.max() <= MAX_COST):
+        worst = costs[~np.isfinite(costs)][0] if not np.isfinite(costs).all() else costs.max()
+        raise ConfigError(
+            "cost", cost,
+            f"drew a cost of {worst:.3g}: every drawn cost must be finite and at most "
+            f"{MAX_COST:.3g} tokens",
+        )  # fmt: skip
+
+
 def _check_endpoints(value: object) -> dict[str, float]:
     if isinstance(value, str):
         value = {value: 1.0}
@@ -227,6 +247,13 @@ class Experiment:
     ``client`` is the HTTP client that sends the requests: ``"aiohttp"`` (the default) or
     ``"httpx"`` (``pip install 'ratelab[httpx]'``; checked when a run starts).
     ``result.meta["transport"]`` says which ran.
+
+    ``cost`` is what each request costs, in tokens: any distribution (``rl.Uniform(200,
+    2000)``, drawn per request from the ``seed``, as think times are) or a number (a fixed
+    cost); drawn values are rounded to whole tokens. Each request sends its cost in the
+    ``X-Ratelab-Cost`` header, records it in the ``cost`` column (a retry keeps its
+    request's cost), and ``rl.RateLimit(..., unit="tokens")`` acquires it. None (the
+    default): requests have no cost, send no such header, and the column is NaN.
     """
 
     target: str
@@ -251,6 +278,7 @@ class Experiment:
     auth: tuple[str, str] | str | None = None
     record_headers: Sequence[str] = ()
     endpoint_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    cost: Distribution | float | None = None
 
     def __post_init__(self) -> None:
         s = object.__setattr__
@@ -262,6 +290,8 @@ class Experiment:
         s(self, "workers", integer("workers", self.workers, minimum=1, maximum=MAX_REQUESTS))
         s(self, "think_time", as_distribution("think_time", self.think_time))
         s(self, "strategy", as_strategy(self.strategy))
+        s(self, "cost", as_distribution("cost", self.cost))  # a number: a fixed cost
+        check_cost(self.strategy, self.cost)  # type: ignore[arg-type]
         if self.arrivals is not None and not isinstance(self.arrivals, Arrivals):
             if isinstance(self.arrivals, Mapping):
                 kind = self.arrivals.get("type")
@@ -375,6 +405,8 @@ class Experiment:
     def _requests_to_dict(self, *, redact: bool) -> dict[str, Any]:
         """The request fields that differ from their defaults (older files lack them)."""
         out: dict[str, Any] = {}
+        if self.cost is not None:
+            out["cost"] = self.cost.to_dict()  # type: ignore[union-attr]
         if self.request is not None:
             out["request"] = request_to_plain(self.request)
         if self.headers is not None:

@@ -29,24 +29,30 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, ClassVar
 
 from ratelab._renamed import plain_data, renamed
 from ratelab._validate import integer, positive_number
 from ratelab.errors import ConfigError
+from ratelab.experiment.distributions import upper_bound
 
 if TYPE_CHECKING:
     from ratelab.client.guards import Guard
+    from ratelab.experiment.distributions import Distribution
 
 __all__ = [
+    "AllOf",
     "Combined",
     "Concurrency",
     "ConnectionLimit",
+    "HeaderPacing",
     "RateLimit",
     "Strategy",
     "Unlimited",
     "as_strategy",
+    "check_cost",
 ]
 
 
@@ -124,7 +130,7 @@ class Strategy:
     @property
     def concurrency_cap(self) -> int | None:
         """The tightest global (not endpoint-scoped) semaphore, if any."""
-        caps = [p.n for p in self.parts if isinstance(p, Concurrency) and p.endpoint is None]
+        caps = [p.n for p in _flat(self) if isinstance(p, Concurrency) and p.endpoint is None]
         return min(caps) if caps else None
 
     def build_limits(self) -> tuple[int, int]:
@@ -175,14 +181,26 @@ class RateLimit(Strategy):
     is the burst-free form of 20/s. ``max_rate`` is at least 1 (aiolimiter cannot hand out
     one request from a smaller bucket): 0.5/s is ``RateLimit(1, period_s=2)``. (``per_s=``
     is the deprecated name of ``period_s``.)
+
+    ``unit="tokens"``: ``max_rate`` tokens per ``period_s``, and each request acquires its
+    cost (``Experiment(cost=...)``; aiolimiter's ``acquire(amount)``), so
+    ``RateLimit(30_000, period_s=60, unit="tokens")`` is 30,000 tokens per minute. The
+    Experiment then needs a ``cost`` that never exceeds ``max_rate`` (checked when it is
+    built). aiolimiter wakes the smallest waiting request first, so with varied costs a
+    large one can wait while smaller ones pass.
     """
 
     max_rate: float
     period_s: float = 1.0
+    unit: str = "requests"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_rate", positive_number("RateLimit(max_rate)", self.max_rate))
         object.__setattr__(self, "period_s", positive_number("RateLimit(period_s)", self.period_s))
+        if self.unit not in RATE_UNITS:
+            raise ConfigError(
+                "RateLimit(unit)", self.unit, f"must be one of {', '.join(map(repr, RATE_UNITS))}"
+            )
         if self.max_rate < 1:  # aiolimiter cannot acquire 1 from a bucket smaller than 1
             raise ConfigError(
                 "RateLimit(max_rate)", self.max_rate,
@@ -195,15 +213,22 @@ class RateLimit(Strategy):
     def guard(self) -> Guard:
         from ratelab.client.guards import LimiterGuard
 
-        return LimiterGuard(self.max_rate, self.period_s)
+        return LimiterGuard(self.max_rate, self.period_s, tokens=self.unit == "tokens")
 
     @property
-    def steady_rate_per_s(self) -> float:
-        return self.max_rate / self.period_s
+    def steady_rate_per_s(self) -> float | None:
+        # a tokens limit bounds requests/s only through the costs
+        return self.max_rate / self.period_s if self.unit == "requests" else None
+
+    @property
+    def token_capacity(self) -> float | None:
+        """The most tokens one request may cost (``unit="tokens"``: the bucket); else None."""
+        return self.max_rate if self.unit == "tokens" else None
 
     def __repr__(self) -> str:
         per = "" if self.period_s == 1.0 else f", period_s={self.period_s:g}"
-        return f"RateLimit({self.max_rate:g}{per})"
+        unit = "" if self.unit == "requests" else f", unit={self.unit!r}"
+        return f"RateLimit({self.max_rate:g}{per}{unit})"
 
 
 @dataclass(frozen=True, repr=False)
@@ -362,24 +387,38 @@ class Adaptive(Strategy):
         )
 
 
+#: What a client-side ``RateLimit`` counts: a request each, or each request's cost.
+RATE_UNITS = ("requests", "tokens")
+
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+#: ``Retry(jitter=...)``: the random part of each backoff.
+JITTERS = ("full", "equal", None)
 #: The most attempts a request can have: the records' ``attempt`` column is an int16.
 MAX_ATTEMPTS = 32_767
 
 
 @dataclass(frozen=True, repr=False)
 class Retry(Strategy):
-    """Retry failed attempts: up to ``max_attempts`` in all, after an exponential backoff
-    (``backoff_s * 2**(attempt-1)``, capped at ``max_backoff_s``, with full jitter unless
-    ``jitter=False``); with ``honor_retry_after`` a server's ``Retry-After`` sets the wait,
-    capped at ``max_backoff_s`` too (a bogus ``Retry-After: inf`` cannot stall a run).
+    """Retry failed attempts: up to ``max_attempts`` in all, after an exponential backoff.
     Retried: the ``statuses`` and every exception but cancellation. Each attempt is its
-    own row (``attempt`` 1, 2, ...); for a retry, dequeued_s → ready_s is the backoff."""
+    own row (``attempt`` 1, 2, ...); for a retry, dequeued_s → ready_s is the backoff.
+
+    The backoff before attempt ``a + 1`` draws on ``cap = min(max_backoff_s, backoff_s *
+    2**(a-1))``: ``jitter="full"`` (the default) waits ``u * cap``, ``"equal"`` waits
+    ``cap/2 + u * cap/2``, ``None`` waits ``cap`` (``u`` uniform in [0, 1), seeded).
+    ``jitter=True`` / ``False`` (the old values) mean ``"full"`` / ``None``.
+
+    With ``honor_retry_after`` a server's ``Retry-After`` sets the wait instead, plus the
+    jitter's random part over a ``span`` (``"full"``: ``cap``; ``"equal"``: ``cap/2``;
+    ``None``: nothing), so the workers refused together do not all come back in the same
+    instant: their returns spread over ``span`` after the Retry-After. ``max_backoff_s``
+    bounds every wait, a server's too (a bogus ``Retry-After: inf`` cannot stall a run): a
+    Retry-After beyond ``max_backoff_s - span`` counts as that, so the spread stays."""
 
     max_attempts: int = 3
     backoff_s: float = 0.1
     max_backoff_s: float = 10.0
-    jitter: bool = True
+    jitter: str | None = "full"
     honor_retry_after: bool = True
     statuses: tuple[int, ...] = RETRY_STATUSES
 
@@ -387,9 +426,17 @@ class Retry(Strategy):
         integer("Retry(max_attempts)", self.max_attempts, minimum=1, maximum=MAX_ATTEMPTS)
         positive_number("Retry(backoff_s)", self.backoff_s, allow_zero=True)
         positive_number("Retry(max_backoff_s)", self.max_backoff_s, allow_zero=True)
-        for name in ("jitter", "honor_retry_after"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"Retry({name})", getattr(self, name), "must be True or False")
+        if isinstance(self.jitter, bool):  # the old values: True = "full", False = None
+            object.__setattr__(self, "jitter", "full" if self.jitter else None)
+        if self.jitter not in JITTERS:
+            raise ConfigError(
+                "Retry(jitter)", self.jitter, "must be 'full', 'equal' or None (True/False: "
+                "'full'/None)",
+            )  # fmt: skip
+        if not isinstance(self.honor_retry_after, bool):
+            raise ConfigError(
+                "Retry(honor_retry_after)", self.honor_retry_after, "must be True or False"
+            )
         try:
             statuses = tuple(int(x) for x in self.statuses)  # type: ignore[union-attr]
         except (TypeError, ValueError, OverflowError) as e:
@@ -406,19 +453,140 @@ class Retry(Strategy):
 
     def backoff(self, attempt: int, retry_after_s: float | None, u: float) -> float:
         """Seconds to wait before attempt ``attempt + 1``; ``u`` is a uniform draw in [0, 1)."""
-        if self.honor_retry_after and retry_after_s is not None:
-            # a server's wait, but never beyond max_backoff_s (Retry-After: inf, year 9999)
-            return min(retry_after_s, self.max_backoff_s)
         cap = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-        return cap * u if self.jitter else cap
+        jitter = self.jitter
+        if self.honor_retry_after and retry_after_s is not None:
+            # a server's wait, but never beyond max_backoff_s (Retry-After: inf, year 9999),
+            # plus the jitter's random part: the refused do not all return at once
+            if jitter is None:
+                return min(retry_after_s, self.max_backoff_s)
+            span = cap if jitter == "full" else cap / 2  # <= max_backoff_s
+            return min(retry_after_s, self.max_backoff_s - span) + u * span
+        if jitter is None:
+            return cap
+        return cap * u if jitter == "full" else cap / 2 + cap * u / 2
 
     def __repr__(self) -> str:
         parts = [f"max_attempts={self.max_attempts}", f"backoff_s={self.backoff_s:g}"]
         if not self.honor_retry_after:
             parts.append("honor_retry_after=False")
-        if not self.jitter:
-            parts.append("jitter=False")
+        if self.jitter != "full":
+            parts.append(f"jitter={self.jitter!r}")
         return f"Retry({', '.join(parts)})"
+
+
+@dataclass(frozen=True, repr=False, init=False)
+class AllOf(Strategy):
+    """Several limits taken together, atomically: ``rl.AllOf(rl.RateLimit(500,
+    period_s=60), rl.RateLimit(30_000, period_s=60, unit="tokens"), rl.Concurrency(100))``
+    waits until EVERY part has room for the request and then takes them all at once; it
+    never holds one part while it waits for another (``a + b`` takes ``a``, then waits for
+    ``b`` holding ``a``: a request slot or a connection slot spent while the request waits
+    for tokens). Parts: ``RateLimit`` (either unit), ``Concurrency``, ``TokenBucket``,
+    ``SlidingWindow``, each built for this AllOf alone; waiters go first come, first served.
+    Combine anything else (``Retry``, ``ConnectionLimit``, ``Adaptive``) with ``+``."""
+
+    limits: tuple[Strategy, ...]
+
+    def __init__(self, *limits: Strategy) -> None:
+        flat: list[Strategy] = []
+        for part in limits:
+            if isinstance(part, AllOf):
+                flat.extend(part.limits)
+            elif isinstance(part, RateLimit | Concurrency | TokenBucket | SlidingWindow):
+                flat.append(part)
+            else:
+                raise ConfigError(
+                    "AllOf", part,
+                    "takes rl.RateLimit, rl.Concurrency, rl.TokenBucket and rl.SlidingWindow "
+                    "(limits that can say whether they have room before taking it); combine "
+                    "other strategies with +",
+                )  # fmt: skip
+        if not flat:
+            raise ConfigError("AllOf", limits, "needs at least one limit")
+        object.__setattr__(self, "limits", tuple(flat))
+
+    def guard(self) -> Guard:
+        from ratelab.client.limits.all_of import AllOfGuard
+
+        return AllOfGuard(tuple(p.guard() for p in self.limits))  # type: ignore[misc]
+
+    @property
+    def steady_rate_per_s(self) -> float | None:
+        rates = [p.steady_rate_per_s for p in self.limits if p.steady_rate_per_s is not None]
+        return min(rates) if rates else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": "AllOf", "limits": [p.to_dict() for p in self.limits]}
+
+    def __repr__(self) -> str:
+        return f"AllOf({', '.join(repr(p) for p in self.limits)})"
+
+
+@dataclass(frozen=True, repr=False)
+class HeaderPacing(Strategy):
+    """Pacing from what the server says: after every response, the remaining quota (times
+    ``1 - safety``) is spread evenly over the time to its reset, for each quota the
+    response announces, in any header style (IETF ``RateLimit``/``RateLimit-Policy``, the
+    older ``RateLimit-Remaining``/``-Reset``, OpenAI, Anthropic, GitHub:
+    :func:`ratelab.protocol.header_reading.read_headers`); the tightest quota sets the
+    spacing. A tokens quota spaces requests by their cost. A refusal (429/503) with a
+    ``Retry-After`` (or a quota at zero) pauses EVERY worker until then, not only the one
+    refused. Until the first response arrives it does not hold requests back."""
+
+    safety: float = 0.1
+
+    def __post_init__(self) -> None:
+        safety = positive_number("HeaderPacing(safety)", self.safety, allow_zero=True)
+        if safety >= 1:
+            raise ConfigError(
+                "HeaderPacing(safety)", self.safety, "must be in [0, 1): the share of the "
+                "remaining quota left unused",
+            )  # fmt: skip
+        object.__setattr__(self, "safety", safety)
+
+    def guard(self) -> Guard:
+        from ratelab.client.limits.header_pacing import HeaderPacingGuard
+
+        return HeaderPacingGuard(safety=self.safety)
+
+    def __repr__(self) -> str:
+        return f"HeaderPacing(safety={self.safety:g})"
+
+
+def _flat(strategy: Strategy) -> list[Strategy]:
+    """The single limits of a strategy, with AllOf's members in place of the AllOf."""
+    return [q for p in strategy.parts for q in (p.limits if isinstance(p, AllOf) else (p,))]
+
+
+def check_cost(strategy: Strategy, cost: Distribution | None) -> None:
+    """Refuse, before a run, a cost that a tokens bucket of ``strategy`` could not hold: no
+    ``cost`` at all, a cost above the bucket's capacity, or a distribution with no upper
+    bound (Exponential, LogNormal) against a finite bucket."""
+    buckets = [p for p in _flat(strategy) if getattr(p, "token_capacity", None) is not None]
+    if not buckets:
+        return
+    tightest = min(buckets, key=lambda p: p.token_capacity)  # type: ignore[attr-defined]
+    capacity: float = tightest.token_capacity  # type: ignore[attr-defined]
+    if cost is None:
+        raise ConfigError(
+            "cost", None,
+            f"{tightest!r} counts tokens: give the Experiment a cost per request, e.g. "
+            "cost=rl.Uniform(200, 2000) or cost=500",
+        )  # fmt: skip
+    bound = upper_bound(cost)
+    if bound == math.inf:
+        raise ConfigError(
+            "cost", cost,
+            f"has no upper bound, so a request could cost more than the {capacity:g} tokens "
+            f"{tightest!r} holds: use a bounded cost, e.g. rl.Uniform(low, {capacity:g})",
+        )  # fmt: skip
+    if round(bound) > capacity:
+        raise ConfigError(
+            "cost", cost,
+            f"can cost up to {round(bound):g} tokens, more than the {capacity:g} that "
+            f"{tightest!r} holds: every cost must be at most {capacity:g}",
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, repr=False)
@@ -457,6 +625,13 @@ def as_strategy(value: object, *, parameter: str = "strategy") -> Strategy:
                     f"{parameter}.parts", parts, "must be a list of strategies (plain data)"
                 )
             return as_strategy(list(parts), parameter=parameter)
+        if kind == "AllOf":
+            limits = data.get("limits", [])
+            if not isinstance(limits, list | tuple):
+                raise ConfigError(
+                    f"{parameter}.limits", limits, "must be a list of limits (plain data)"
+                )
+            return AllOf(*(as_strategy(p, parameter=f"{parameter}.limits") for p in limits))
         cls = Strategy._types.get(str(kind))
         if cls is None:
             raise ConfigError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["COLUMNS", "ERROR_CANCELLED", "TIME_COLUMNS", "empty_frame"]
+__all__ = ["COLUMNS", "ERROR_CANCELLED", "LATER_COLUMNS", "TIME_COLUMNS", "empty_frame"]
 
 #: Every time column, in the order a request lives through them.
 TIME_COLUMNS: tuple[str, ...] = (
@@ -37,7 +37,12 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "status": ("int16", "", "HTTP status; 0 when no response arrived"),
     "error": ("category", "", "exception class name on failure, else missing"),
     "bytes": ("int64", "B", "response body size (0 without a body)"),
+    "cost": ("float64", "", "the request's cost (whole tokens, sent as X-Ratelab-Cost); NaN: none"),
 }
+
+#: Columns added after the first file format: a file without them reads back with this
+#: fill value (a run before ``Experiment(cost=)`` had no costs).
+LATER_COLUMNS: dict[str, float] = {"cost": float("nan")}
 
 #: The ``error`` of requests that never finished because the run was interrupted.
 ERROR_CANCELLED = "CancelledError"

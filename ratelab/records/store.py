@@ -51,6 +51,7 @@ class RecordStore:
         self.status = np.zeros(capacity, np.int16)
         self.error = np.full(capacity, -1, np.int32)  # code into self.errors, -1 = none
         self.bytes = np.zeros(capacity, np.int64)
+        self.cost = np.full(capacity, np.nan)  # the request's cost (NaN: the run has none)
 
     def _grow(self) -> None:
         old = {name: getattr(self, name) for name in self._array_names()}
@@ -62,7 +63,7 @@ class RecordStore:
     @staticmethod
     def _array_names() -> tuple[str, ...]:
         return ("request_id", "attempt", "worker", "endpoint", "method", *TIME_COLUMNS,
-                "status", "error", "bytes")  # fmt: skip
+                "status", "error", "bytes", "cost")  # fmt: skip
 
     def add_requests(self, request_ids: np.ndarray, endpoint_codes: np.ndarray,
                      method_codes: np.ndarray) -> None:  # fmt: skip
@@ -87,6 +88,7 @@ class RecordStore:
         self.method[i] = self.method[like]
         self.attempt[i] = attempt
         self.scheduled_s[i] = self.scheduled_s[like]
+        self.cost[i] = self.cost[like]
         return i
 
     def error_code(self, name: str) -> int:
@@ -128,5 +130,6 @@ class RecordStore:
         data["status"] = self.status[:n]
         data["error"] = pd.Categorical.from_codes(self.error[:n], categories=self.errors or [])
         data["bytes"] = self.bytes[:n]
+        data["cost"] = self.cost[:n]
         df = pd.DataFrame(data, copy=True)
         return df.sort_values(["request_id", "attempt"], kind="stable", ignore_index=True)

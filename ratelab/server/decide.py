@@ -13,6 +13,7 @@ connections); :class:`ServiceLatency` and :class:`FaultDraws` are the seeded dra
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,7 +21,10 @@ import numpy as np
 from aiohttp import web
 
 from ratelab.experiment.distributions import Distribution
-from ratelab.server.policies import Faults, Limiter, ServerRateLimit, rate_limit_headers
+from ratelab.protocol.header_styles import format_headers, problem_body
+from ratelab.protocol.quota import COST_HEADER, Quota
+from ratelab.protocol.wall_clock import epoch_s
+from ratelab.server.policies import ConcurrencyLimiter, Decision, Faults, Limiter, ServerRateLimit
 from ratelab.server.state import SHUTDOWN_TIMEOUT_S, STATE
 
 __all__ = [
@@ -30,12 +34,15 @@ __all__ = [
     "ID_HEADER",
     "LOG_PATH",
     "NO_FAULT",
+    "STATUS_BAD_REQUEST",
     "STATUS_CANCELLED",
     "STATUS_NO_RESPONSE",
+    "Admission",
     "FaultDraws",
     "Policy",
     "ServiceLatency",
     "decide",
+    "parse_cost",
     "parse_id",
 ]
 
@@ -43,6 +50,7 @@ ID_HEADER = "X-Ratelab-Id"  # "{run}-{request_id}-{attempt}", sent by the ratela
 #: Where a run asks for its rows of the log (``?run=TOKEN[,TOKEN..]&t0=MONOTONIC``).
 LOG_PATH = "/_ratelab/log"
 STATUS_CANCELLED = 499  # logged for a request whose handling was cancelled (nginx's code)
+STATUS_BAD_REQUEST = 400  # a request whose X-Ratelab-Cost cannot be read
 STATUS_NO_RESPONSE = 444  # logged for an injected connection reset (nginx's "no response")
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,8 +94,66 @@ class FaultDraws:
         return self.buf[self.i - 1]
 
 
+class Admission:
+    """What the rate limits said about one request: ``allowed``; the response ``headers``
+    (in the server's header style; ``Retry-After`` on a refusal); the refusal's ``body``
+    (content type, text) or None; ``charges`` (limit, limiter, amount, time) to refund or
+    release at the end; the request's declared ``cost`` and the fraction ``actual`` of it
+    its response will use."""
+
+    __slots__ = ("actual", "allowed", "body", "charges", "cost", "headers")
+
+    def __init__(
+        self, allowed: bool, headers: dict[str, str], body: tuple[str, str] | None,
+        charges: list[tuple[ServerRateLimit, Limiter | ConcurrencyLimiter, float, float]],
+        cost: int,
+    ) -> None:  # fmt: skip
+        self.allowed, self.headers, self.body = allowed, headers, body
+        self.charges, self.cost = charges, cost
+        self.actual = 1.0
+
+    def cost_actual(self) -> int:
+        """The units the response used (0 if refused: a refusal is charged nothing)."""
+        return round(self.cost * self.actual) if self.allowed else 0
+
+
+def parse_cost(value: str | None) -> int | None:
+    """The ``X-Ratelab-Cost`` request header -> the request's cost: a whole number of tokens
+    (1 without the header, so a tokens quota counts requests that say nothing); None if
+    it is not a non-negative decimal integer."""
+    if value is None:
+        return 1
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 15:
+        return None
+    return int(value)
+
+
+def _quota(name: str, spec: ServerRateLimit, d: Decision, remaining: int) -> Quota:
+    if spec.unit == "concurrent":
+        return Quota(name, spec.limit, remaining, None, None, "concurrent")
+    return Quota(name, spec.limit, remaining, d.reset_s, spec.window_s, spec.unit)
+
+
+def _names(rate_limits: tuple[ServerRateLimit, ...]) -> list[str]:
+    """Each limit's name in the headers: its own, else its unit; repeats numbered."""
+    out: list[str] = []
+    for spec in rate_limits:
+        base = spec.name or spec.unit
+        name, i = base, 2
+        while name in out:
+            name, i = f"{base}-{i}", i + 1
+        out.append(name)
+    return out
+
+
 class Policy:
-    """The server-side policies of one server run (built at start: fresh limiter state)."""
+    """The server-side policies of one server run (built at start: fresh limiter state).
+
+    ``headers``: the header style of its responses (see
+    :mod:`ratelab.protocol.header_styles`); ``actual``: draws of the fraction of a
+    request's declared cost its response uses (None: all of it), refunded to the tokens
+    quotas when the response ends."""
 
     def __init__(
         self,
@@ -95,33 +161,75 @@ class Policy:
         max_concurrency: int | None,
         overload_status: int,
         faults: FaultDraws | None,
+        *,
+        headers: str | None = "ietf",
+        actual: ServiceLatency | None = None,
+        primary_retry_after: bool = True,
     ) -> None:
-        self.limits: list[tuple[ServerRateLimit, Limiter]] = [(r, r.build()) for r in rate_limits]
+        self.limits: list[tuple[ServerRateLimit, Limiter | ConcurrencyLimiter, str]] = [
+            (r, r.build(), n) for r, n in zip(rate_limits, _names(rate_limits), strict=True)
+        ]
         self.max_concurrency, self.overload_status = max_concurrency, overload_status
         self.faults = faults
+        self.style = headers
+        self.actual = actual
+        self.primary_retry_after = primary_retry_after
         self.in_flight = 0
         self.stalled: set[asyncio.BaseTransport] = set()  # aborted on stop: stop stays quick
         self.closing = False  # set on stop: a stall from now on hangs up at once
 
-    def rate_limit(self, path: str, now: float) -> tuple[bool, dict[str, str]] | None:
-        """(allowed, the RateLimit-* headers; with ``Retry-After`` if not allowed), or None if
-        no limit applies to ``path``. A request must pass every limit that applies to it, and
-        is counted by all of them only if it does."""
-        applies = [(spec, lim) for spec, lim in self.limits if spec.applies_to(path)]
+    def admit(self, path: str, now: float, cost: int, now_epoch_s: float) -> Admission | None:
+        """The rate limits' verdict on a request for ``path`` costing ``cost`` at ``now``, or
+        None if no limit applies to ``path``. Atomic: the request is admitted only if every
+        limit that applies has room for it (each ``"tokens"`` limit for ``cost``, the others
+        for 1), and only then charged to all of them; a refused request is charged nothing."""
+        applies = [(spec, lim, name) for spec, lim, name in self.limits if spec.applies_to(path)]
         if not applies:
             return None
-        if len(applies) == 1:
-            spec, lim = applies[0]
-            decision = lim.decide(now)
-            return decision.allowed, rate_limit_headers(spec.limit, decision)
-        peeks = [(lim.peek(now), spec) for spec, lim in applies]
-        denied = [p for p in peeks if not p[0].allowed]
-        if denied:  # report the limit that keeps the client waiting longest
-            decision, spec = max(denied, key=lambda p: p[0].retry_after_s)
-        else:  # count it everywhere; report the limit closest to running out
-            decided = [(lim.decide(now), spec) for spec, lim in applies]
-            decision, spec = min(decided, key=lambda p: (p[0].remaining, -p[0].reset_s))
-        return decision.allowed, rate_limit_headers(spec.limit, decision)
+        amounts = [float(cost) if spec.unit == "tokens" else 1.0 for spec, _, _ in applies]
+        pairs = list(zip(applies, amounts, strict=True))
+        if len(applies) == 1:  # one limit: deciding is the check (a refusal charges nothing)
+            decisions = [applies[0][1].decide(now, amounts[0])]
+        else:
+            decisions = [lim.peek(now, a) for (_, lim, _), a in pairs]
+            if all(d.allowed for d in decisions):  # room everywhere: charge everywhere
+                decisions = [lim.decide(now, a) for (_, lim, _), a in pairs]
+        if all(d.allowed for d in decisions):
+            quotas = [_quota(name, spec, d, d.remaining)
+                      for (spec, _, name), d in zip(applies, decisions, strict=True)]  # fmt: skip
+            headers = format_headers(self.style, quotas, now_epoch_s=now_epoch_s)
+            charges = [(spec, lim, a, now) for (spec, lim, _), a in pairs]
+            adm = Admission(True, headers, None, charges, cost)
+            if self.actual is not None:
+                adm.actual = min(1.0, max(0.0, self.actual.next()))
+            return adm
+        quotas, violated, retry = [], [], 0.0
+        for ((spec, _, name), a), d in zip(pairs, decisions, strict=True):
+            # nothing was charged: what a quota that had room reports is before this request
+            left = d.remaining + int(a) if d.allowed else d.remaining
+            quotas.append(_quota(name, spec, d, left))
+            if not d.allowed:
+                violated.append(name)
+                retry = max(retry, d.retry_after_s)
+        retry_after = retry if math.isfinite(retry) else None  # too large ever to pass
+        if not self.primary_retry_after and applies[0][0] is self.limits[0][0]:
+            if not decisions[0].allowed:
+                retry_after = None  # GitHub: the primary limit says x-ratelimit-reset only
+        headers = format_headers(
+            self.style, quotas, now_epoch_s=now_epoch_s, retry_after_s=retry_after
+        )
+        return Admission(False, headers, problem_body(self.style, violated), [], cost)
+
+    def finish(self, adm: Admission, now: float) -> None:
+        """The response of an admitted request has ended: release its concurrency slots and
+        refund the tokens its response did not use."""
+        unused = adm.cost - adm.cost_actual()
+        for spec, lim, amount, at in adm.charges:
+            if spec.unit == "concurrent":
+                lim.release()  # type: ignore[union-attr]
+            elif spec.unit == "tokens" and unused > 0:
+                lim.refund(now, min(amount, unused), at)
+        adm.charges = []
 
 
 def parse_id(value: str | None) -> tuple[str, int, int]:
@@ -163,6 +271,14 @@ async def _stall(request: web.Request, policy: Policy) -> None:
         policy.stalled.discard(transport)
 
 
+def _refusal(status: int, adm: Admission) -> web.Response:
+    if adm.body is not None:
+        content_type, text = adm.body
+        return web.Response(status=status, text=text, content_type=content_type.split(";")[0],
+                            headers=adm.headers)  # fmt: skip
+    return web.Response(status=status, text="rate limited", headers=adm.headers)
+
+
 @web.middleware
 async def decide(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Every request passes here, and gets exactly one log row (but the log route itself,
@@ -174,14 +290,33 @@ async def decide(request: web.Request, handler: _Handler) -> web.StreamResponse:
     run, request_id, attempt = parse_id(request.headers.get(ID_HEADER))
     status, decision = STATUS_CANCELLED, "ok"  # status stays 499 if we are cancelled
     policy, admitted, limit_headers, fault = state.policy, False, None, NO_FAULT
+    adm: Admission | None = None
     logged = False
+    raw_cost = request.headers.get(COST_HEADER)
+    cost = parse_cost(raw_cost)
+    declared = -1 if cost is None else cost
+
+    def row(status: int, decision: str) -> tuple:
+        used = declared if adm is None else adm.cost_actual()
+        if decision in ("rate_limited", "overloaded", "bad_request"):
+            used = 0
+        return (run, request_id, attempt, request.method, request.path, arrival,
+                time.monotonic(), status, decision, declared, used)  # fmt: skip
+
     try:
+        if cost is None:
+            status, decision = STATUS_BAD_REQUEST, "bad_request"
+            text = f"invalid {COST_HEADER} header {raw_cost!r}: must be a non-negative whole"
+            text += " number of tokens, such as '500'"
+            return web.Response(status=status, text=text)
         if policy is not None:  # rejections are answered at once, without the latency
-            if policy.limits and (verdict := policy.rate_limit(request.path, arrival)):
-                allowed, limit_headers = verdict
-                if not allowed:
-                    status, decision = 429, "rate_limited"
-                    return web.Response(status=429, text="rate limited", headers=limit_headers)
+            if policy.limits:
+                adm = policy.admit(request.path, arrival, cost, epoch_s())
+                if adm is not None:
+                    limit_headers = adm.headers
+                    if not adm.allowed:
+                        status, decision = 429, "rate_limited"
+                        return _refusal(429, adm)
             if policy.max_concurrency is not None:
                 if policy.in_flight >= policy.max_concurrency:
                     status, decision = policy.overload_status, "overloaded"
@@ -201,8 +336,7 @@ async def decide(request: web.Request, handler: _Handler) -> web.StreamResponse:
             if fault == FAULT_RESET:
                 status = STATUS_NO_RESPONSE
                 # log before the hang-up: the client may read the log as soon as it sees it
-                state.log.append((run, request_id, attempt, request.method, request.path,
-                                  arrival, time.monotonic(), status, decision))  # fmt: skip
+                state.log.append(row(status, decision))
                 logged = True
                 await _drop_connection(request)
             assert policy is not None
@@ -223,6 +357,7 @@ async def decide(request: web.Request, handler: _Handler) -> web.StreamResponse:
     finally:
         if admitted:
             policy.in_flight -= 1  # type: ignore[union-attr]
+        if adm is not None and adm.allowed:
+            policy.finish(adm, time.monotonic())  # type: ignore[union-attr]
         if not logged:
-            state.log.append((run, request_id, attempt, request.method, request.path,
-                              arrival, time.monotonic(), status, decision))  # fmt: skip
+            state.log.append(row(status, decision))

@@ -16,6 +16,10 @@ The server can also say no, as real APIs do (see :mod:`ratelab.server.policies`)
     rl.LocalServer(rate_limit=rl.ServerRateLimit(20, 1.0, algorithm="gcra"),  # 429 "rate_limited"
                    max_concurrency=8,                          # 503 "overloaded"
                    faults=rl.Faults(error_rate=0.05, seed=1))  # 500 / reset / stall "fault"
+    rl.LocalServer(rate_limit=[rl.ServerRateLimit(500, 60),                 # both at once
+                               rl.ServerRateLimit(30_000, 60, unit="tokens")],
+                   headers="openai")                           # the headers' style
+    rl.LocalServer(profile=rl.profiles.github())               # a vendor's shape
 
 A request passes, in order: the rate limits (over a limit: 429 with ``Retry-After``,
 answered at once), the concurrency cap (over it: ``overload_status``, answered at once), the
@@ -25,10 +29,12 @@ a limiter in front of a server answers before the server does any work.
 Routes (httpbin-compatible JSON): ``/get``, ``/anything[/...]``, ``/status/{code}``,
 ``/delay/{seconds}``, ``/bytes/{n}``, ``/uuid``, ``/headers``.
 
-This module is the LocalServer's lifecycle (start, stop, the registry of running servers)
-and :func:`serve`; the pieces it runs are :mod:`~ratelab.server.decide` (the per-request
-decisions), :mod:`~ratelab.server.app` (the routes), :mod:`~ratelab.server.thread` (the
-server thread), :mod:`~ratelab.server.state` and :mod:`~ratelab.server.log` (the request log).
+This module is the LocalServer's lifecycle (start, stop, the registry of running servers),
+:func:`make_policy` (also the SimulatedServer's) and :func:`serve`; the pieces it runs are
+:mod:`~ratelab.server.decide` (the per-request decisions), :mod:`~ratelab.server.app` (the
+routes), :mod:`~ratelab.server.thread` (the server thread), :mod:`~ratelab.server.state` and
+:mod:`~ratelab.server.log` (the request log); :mod:`~ratelab.server.profiles` the vendor
+shapes.
 """
 
 from __future__ import annotations
@@ -48,15 +54,42 @@ from ratelab._validate import integer
 from ratelab.errors import ConfigError, RatelabWarning
 from ratelab.experiment.distributions import Distribution, as_distribution
 from ratelab.experiment.experiment import is_loopback_host
+from ratelab.protocol.header_styles import STYLES
 from ratelab.server.decide import FaultDraws, Policy, ServiceLatency
 from ratelab.server.log import DECISIONS, RequestLog
-from ratelab.server.policies import Faults, ServerRateLimit, as_faults, as_rate_limits
+from ratelab.server.policies import (
+    Faults,
+    ServerRateLimit,
+    as_faults,
+    as_rate_limits,
+    check_names,
+)
+from ratelab.server.profiles import ServerModel
 from ratelab.server.state import SHUTDOWN_TIMEOUT_S, STARTUP_TIMEOUT_S, ServerState
 from ratelab.server.thread import serve_on_thread
 
-__all__ = ["DECISIONS", "SHUTDOWN_TIMEOUT_S", "LocalServer", "serve"]
+__all__ = ["DECISIONS", "SHUTDOWN_TIMEOUT_S", "LocalServer", "make_policy", "serve"]
 
 OVERLOAD_STATUS = 503
+_DEFAULT = object()  # headers= not given
+
+
+def make_policy(
+    server: LocalServer, faults: FaultDraws | None, actual_rng: np.random.Generator
+) -> Policy | None:
+    """A fresh Policy for one run of ``server`` (None if it has no policy at all): what
+    LocalServer.start and the SimulatedServer both build."""
+    if not (server.rate_limit or server.max_concurrency is not None or faults is not None):
+        return None
+    actual = None
+    if server.actual_cost is not None:
+        actual = ServiceLatency(server.actual_cost, actual_rng)
+    return Policy(
+        server.rate_limit, server.max_concurrency, server.overload_status, faults,
+        headers=server.headers, actual=actual,
+        primary_retry_after=server.profile is None or server.profile.primary_retry_after,
+    )  # fmt: skip
+
 
 _State = ServerState  # the registry's name for the thread state
 _running: set[_State] = set()  # every started, not yet stopped server (see stop_all)
@@ -90,13 +123,31 @@ class LocalServer:
     Server-side policies (each None by default; see :mod:`ratelab.server.policies`):
 
     ``rate_limit``
-        A :class:`~ratelab.server.policies.ServerRateLimit`, a string such as ``"20/1s:gcra"``, a
-        mapping of ServerRateLimit's arguments, or a list of them (e.g. a global limit plus
-        per-route ones; a request must pass all). Over a limit: 429 at once, with
-        ``Retry-After`` (whole seconds, at least 1), ``X-Retry-After-Ms`` and
-        ``RateLimit-Limit/-Remaining/-Reset``; allowed responses carry the ``RateLimit-*``
-        headers too. Logged as ``"rate_limited"``. Limiter state starts fresh at every
-        :meth:`start`.
+        A :class:`~ratelab.server.policies.ServerRateLimit`, a string such as ``"20/1s:gcra"``
+        or ``"30000 tokens/1m"``, a mapping of ServerRateLimit's arguments, or a list of them
+        (e.g. requests and tokens per minute, or a global limit plus per-route ones). A
+        request is admitted only if every limit that applies has room, and then charged to
+        all of them (a ``unit="tokens"`` limit its cost: the ``X-Ratelab-Cost`` request
+        header, 1 without it; an unreadable one is answered 400, logged ``"bad_request"``);
+        a refused request is charged nothing. Over a limit: 429 at once, with
+        ``Retry-After`` (whole seconds, at least 1) and ``X-Retry-After-Ms``, logged as
+        ``"rate_limited"``. Limiter state starts fresh at every :meth:`start`.
+    ``headers``
+        The style of the rate-limit headers every answer carries (see
+        :mod:`ratelab.protocol.header_styles`): ``"ietf"`` (default: the IETF draft's
+        ``RateLimit-Policy`` and ``RateLimit``, one item per limit, and a problem-details
+        JSON body on 429), ``"ietf-06"`` (``RateLimit-Limit/-Remaining/-Reset`` of the most
+        restrictive limit, what the server sent before), ``"openai"``, ``"anthropic"``,
+        ``"github"``, or None (only the status and ``Retry-After``).
+    ``actual_cost``
+        A distribution of the fraction of its declared cost a request's response actually
+        uses (seeded, drawn per admitted request; clipped to [0, 1]): the unused part is
+        refunded to the tokens limits when the response ends, as LLM APIs do. The log's
+        ``cost_declared`` and ``cost_actual`` columns say both.
+    ``profile``
+        A vendor-shaped server model (``rl.profiles.openai(rpm=..., tpm=...)``,
+        ``.anthropic(...)``, ``.github(...)``): its limits, header style and Retry-After
+        behaviour, instead of ``rate_limit`` and ``headers``.
     ``max_concurrency``
         At most this many requests in the server at once (counted from admission, through
         the latency delay, to the answer); one more is answered ``overload_status`` (503)
@@ -121,7 +172,28 @@ class LocalServer:
         max_concurrency: int | None = None,
         overload_status: int = OVERLOAD_STATUS,
         faults: object = None,
+        headers: object = _DEFAULT,
+        actual_cost: object = None,
+        profile: ServerModel | None = None,
     ) -> None:
+        if profile is not None:
+            if not isinstance(profile, ServerModel):
+                raise ConfigError(
+                    "profile", profile, "must be a server model such as rl.profiles.openai(...)"
+                )
+            if rate_limit is not None or headers is not _DEFAULT:
+                raise ConfigError(
+                    "profile", profile, "gives rate_limit and headers itself: pass one or the other"
+                )
+            rate_limit, headers = profile.rate_limit, profile.headers
+            if actual_cost is None:
+                actual_cost = profile.actual_cost
+        if headers is _DEFAULT:
+            headers = "ietf"
+        if headers is not None and headers not in STYLES:
+            raise ConfigError("headers", headers, f"must be one of {', '.join(STYLES)} or None")
+        self.headers: str | None = headers  # type: ignore[assignment]
+        self.profile = profile
         if not isinstance(host, str) or not host:
             raise ConfigError("host", host, "must be a non-empty string such as '127.0.0.1'")
         if (
@@ -137,6 +209,8 @@ class LocalServer:
         self.host, self.name, self.seed = host, name, seed
         self.latency: Distribution | None = as_distribution("latency", latency)
         self.rate_limit: tuple[ServerRateLimit, ...] = as_rate_limits(rate_limit)
+        check_names(self.rate_limit)
+        self.actual_cost: Distribution | None = as_distribution("actual_cost", actual_cost)
         if max_concurrency is not None:
             max_concurrency = integer("max_concurrency", max_concurrency, minimum=1)
         self.max_concurrency: int | None = max_concurrency
@@ -149,9 +223,11 @@ class LocalServer:
         self.overload_status = int(overload_status)
         faults = as_faults(faults)
         self.faults: Faults | None = faults
-        # spawn(3): the first two children are what spawn(2) gave, so latency and data
-        # streams of a seed are unchanged by the fault stream
-        latency_rng, self._data_rng, fault_rng = np.random.default_rng(seed).spawn(3)
+        # spawn(4): the first children are what spawn(2) and spawn(3) gave, so latency, data
+        # and fault streams of a seed are unchanged by the actual-cost stream
+        latency_rng, self._data_rng, fault_rng, self._actual_rng = np.random.default_rng(
+            seed
+        ).spawn(4)
         self._latency = None if self.latency is None else ServiceLatency(self.latency, latency_rng)
         self._faults: FaultDraws | None = None
         if faults is not None and faults.active:
@@ -190,11 +266,7 @@ class LocalServer:
                 same_name = [s for s in _running if s.name == self.name]
             for old in same_name:
                 _stop_state(old)
-        policy = None
-        if self.rate_limit or self.max_concurrency is not None or self._faults is not None:
-            policy = Policy(
-                self.rate_limit, self.max_concurrency, self.overload_status, self._faults
-            )
+        policy = make_policy(self, self._faults, self._actual_rng)
         if not is_loopback_host(self.host):  # warned before binding
             warnings.warn(
                 f"LocalServer on host={self.host!r} listens beyond this machine: anyone who"
@@ -268,7 +340,9 @@ class LocalServer:
     def _policy_repr(self) -> str:
         """``, rate_limit=..., max_concurrency=..., faults=...`` for the policies that are set."""
         out = ""
-        if self.rate_limit:
+        if self.profile is not None:
+            out += f", profile={self.profile!r}"
+        elif self.rate_limit:
             limits = self.rate_limit[0] if len(self.rate_limit) == 1 else list(self.rate_limit)
             out += f", rate_limit={limits!r}"
         if self.max_concurrency is not None:
@@ -277,6 +351,10 @@ class LocalServer:
                 out += f", overload_status={self.overload_status}"
         if self.faults is not None:
             out += f", faults={self.faults!r}"
+        if self.profile is None and self.rate_limit and self.headers != "ietf":
+            out += f", headers={self.headers!r}"
+        if self.actual_cost is not None and self.profile is None:
+            out += f", actual_cost={self.actual_cost!r}"
         return out
 
     def __repr__(self) -> str:
@@ -293,6 +371,7 @@ def serve(
     seed: int | None = None,
     rate_limit: object = None,
     max_concurrency: int | None = None,
+    headers: str | None = "ietf",
 ) -> None:
     """Run a LocalServer in the foreground until Ctrl-C (``ratelab serve``).
 
@@ -305,6 +384,7 @@ def serve(
         seed=seed,
         rate_limit=rate_limit,
         max_concurrency=max_concurrency,
+        headers=headers,
     )
     with server:
         info = f"ratelab server on {server.url} (latency={server.latency!r}"

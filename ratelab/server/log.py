@@ -21,13 +21,18 @@ from ratelab.errors import ConfigError
 
 __all__ = ["DECISIONS", "LOG_COLUMNS", "RequestLog", "Row"]
 
-DECISIONS = ("ok", "rate_limited", "overloaded", "fault")  # the log's `decision` values
-LOG_COLUMNS = ("run", "request_id", "attempt", "method", "path",
-               "arrival_s", "departure_s", "status", "decision")  # fmt: skip
+#: The log's ``decision`` values: ``"bad_request"`` is a request whose ``X-Ratelab-Cost``
+#: header could not be read (answered 400 before any policy).
+DECISIONS = ("ok", "rate_limited", "overloaded", "fault", "bad_request")
+LOG_COLUMNS = ("run", "request_id", "attempt", "method", "path", "arrival_s", "departure_s",
+               "status", "decision", "cost_declared", "cost_actual")  # fmt: skip
 
 #: One request: (run, request_id, attempt, method, path, arrival_s, departure_s, status,
-#: decision), in the order of :data:`LOG_COLUMNS`.
-Row = tuple[str, int, int, str, str, float, float, int, str]
+#: decision, cost_declared, cost_actual), in the order of :data:`LOG_COLUMNS`.
+#: ``cost_declared``: the request's ``X-Ratelab-Cost`` (1 without it, -1 if unreadable);
+#: ``cost_actual``: what its response used (the declared cost, or a drawn part of it with
+#: the server's ``actual_cost``; 0 for a request refused or answered 400: charged nothing).
+Row = tuple[str, int, int, str, str, float, float, int, str, int, int]
 
 
 def _check_real(name: str, value: object) -> float:
@@ -75,7 +80,7 @@ class RequestLog:
             if not all(isinstance(r, str) for r in runs):
                 raise ConfigError("run", run, "must be a run token (str), several, or None")
             rows = [r for r in rows if r[0] in runs]
-        cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 9
+        cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 11
         return pd.DataFrame(
             {
                 "run": pd.Categorical(cols[0]),
@@ -87,6 +92,8 @@ class RequestLog:
                 "departure_s": np.array(cols[6], dtype=np.float64) - shift,
                 "status": np.array(cols[7], dtype=np.int16),
                 "decision": pd.Categorical(cols[8]),
+                "cost_declared": np.array(cols[9], dtype=np.int64),
+                "cost_actual": np.array(cols[10], dtype=np.int64),
             },
             columns=list(LOG_COLUMNS),
         )

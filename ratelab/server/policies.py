@@ -34,12 +34,20 @@ The four algorithms, each allowing at most ``limit`` requests at one instant:
     ``"token_bucket"`` with the same numbers admits (GCRA is the leaky bucket as a meter),
     stored as a single timestamp instead of a level and a time.
 
-Only allowed requests count against a limit: a rejected request costs the client nothing.
-Every decision carries what the ``RateLimit-*`` headers report: ``remaining`` (requests
-that could still pass now), ``reset_s`` (seconds until the full quota is back if nothing
-else arrives) and ``retry_after_s`` (0 when allowed; else seconds until a request would
-pass). Times within :data:`EPS_S` of each other count as equal, so float rounding of
-``time.monotonic()`` readings never decides a boundary.
+Each algorithm charges an amount, exactly (``decide(now, amount)``: 1 per request; a
+request's tokens for a ``unit="tokens"`` limit), and can give part of it back
+(``refund``); ``unit="concurrent"`` limits count requests in progress
+(:class:`ConcurrencyLimiter`). Only allowed requests count against a limit: a rejected
+request costs the client nothing (and with several limits, the LocalServer checks them all
+before it charges any: :meth:`ratelab.server.decide.Policy.admit`). Every decision carries
+what the response headers report (:mod:`ratelab.protocol.header_styles`): ``remaining``
+(units that could still pass now), ``reset_s`` (seconds until the full quota is back if
+nothing else arrives) and ``retry_after_s`` (0 when allowed; else seconds until the request
+would pass; ``inf`` if it never can, costing more than ``limit``). Times within
+:data:`EPS_S` of each other count as equal, so float rounding of ``time.monotonic()``
+readings never decides a boundary; the tolerance is always time, never units (a slow
+token bucket is early by at most EPS_S, and a remaining count at a large clock value is
+not one short).
 """
 
 from __future__ import annotations
@@ -53,9 +61,13 @@ from dataclasses import dataclass
 
 from ratelab._validate import integer, positive_number
 from ratelab.errors import ConfigError
+from ratelab.protocol.header_styles import format_headers
+from ratelab.protocol.quota import Quota
 
 __all__ = [
     "ALGORITHMS",
+    "UNITS",
+    "ConcurrencyLimiter",
     "Decision",
     "Faults",
     "FixedWindowLimiter",
@@ -66,6 +78,7 @@ __all__ = [
     "TokenBucketLimiter",
     "as_faults",
     "as_rate_limits",
+    "check_names",
     "parse_rate_limit",
     "rate_limit_headers",
 ]
@@ -86,35 +99,29 @@ class Decision:
     retry_after_s: float
 
 
-def _ceil(x: float, eps: float = EPS_S) -> int:
-    """``ceil(x)`` (>= 0), ignoring float noise up to ``eps`` above an integer."""
-    return max(0, math.ceil(x - eps))
-
-
 def rate_limit_headers(limit: int, decision: Decision) -> dict[str, str]:
-    """The response headers for ``decision``: ``RateLimit-Limit``, ``RateLimit-Remaining``,
-    ``RateLimit-Reset`` (whole seconds, rounded up) and, when denied, ``Retry-After``
-    (whole seconds, rounded up, at least 1, as RFC 9110 has it in delta-seconds) and
-    ``X-Retry-After-Ms`` (milliseconds, rounded up)."""
-    headers = {
-        "RateLimit-Limit": str(limit),
-        "RateLimit-Remaining": str(decision.remaining),
-        "RateLimit-Reset": str(_ceil(decision.reset_s)),
-    }
-    if not decision.allowed:
-        headers["Retry-After"] = str(max(1, _ceil(decision.retry_after_s)))
-        headers["X-Retry-After-Ms"] = str(_ceil(decision.retry_after_s * 1000, EPS_S * 1000))
-    return headers
+    """One limit's ``decision`` as the ``"ietf-06"`` header style writes it
+    (:func:`ratelab.protocol.header_styles.format_headers`): ``RateLimit-Limit``,
+    ``RateLimit-Remaining``, ``RateLimit-Reset`` (whole seconds, rounded up) and, when
+    denied, ``Retry-After`` (whole seconds, rounded up, at least 1, as RFC 9110 has it in
+    delta-seconds) and ``X-Retry-After-Ms`` (milliseconds, rounded up)."""
+    quota = Quota("ratelimit", limit, decision.remaining, decision.reset_s)
+    retry = None if decision.allowed else decision.retry_after_s
+    return format_headers("ietf-06", [quota], now_epoch_s=0.0, retry_after_s=retry)
 
 
 # --- the algorithms ------------------------------------------------------------------------
 
 
 class Limiter:
-    """A stateful rate limiter: ``decide(now)`` admits or rejects one request arriving at
-    ``now`` (seconds on any clock that never goes back; an earlier reading than one already
-    seen is treated as that one). ``peek(now)`` says what ``decide`` would, changing nothing
-    that matters (used to check several limits before any of them counts the request)."""
+    """A stateful rate limiter: ``decide(now, amount)`` admits or rejects one request
+    arriving at ``now`` (seconds on any clock that never goes back; an earlier reading than
+    one already seen is treated as that one) that costs ``amount`` units (1 for a request;
+    its tokens for a tokens quota; 0 passes whenever nothing is owed). ``peek(now, amount)``
+    says what ``decide`` would, changing nothing that matters (used to check several limits
+    before any of them counts the request). ``refund(now, amount, charged_at)`` gives back
+    part of what an admitted request at ``charged_at`` was charged. A request costing more
+    than ``limit`` can never pass: it is refused with ``retry_after_s = inf``."""
 
     __slots__ = ("_now", "limit", "window_s")
 
@@ -124,13 +131,18 @@ class Limiter:
         self.window_s = positive_number(f"{name}(window_s)", window_s)
         self._now = -math.inf
 
-    def decide(self, now: float) -> Decision:
-        """Admit (and count) or reject one request arriving at ``now``."""
-        return self._decide(self._clock(now), True)
+    def decide(self, now: float, amount: float = 1) -> Decision:
+        """Admit (and count) or reject one request costing ``amount`` arriving at ``now``."""
+        return self._decide(self._clock(now), float(amount), True)
 
-    def peek(self, now: float) -> Decision:
+    def peek(self, now: float, amount: float = 1) -> Decision:
         """What :meth:`decide` would answer at ``now``, without counting the request."""
-        return self._decide(self._clock(now), False)
+        return self._decide(self._clock(now), float(amount), False)
+
+    def refund(self, now: float, amount: float, charged_at: float) -> None:
+        """Give back ``amount`` of what a request admitted at ``charged_at`` was charged."""
+        if amount > 0:
+            self._refund(self._clock(now), float(amount), float(charged_at))
 
     def _clock(self, now: float) -> float:
         now = float(now)
@@ -138,7 +150,10 @@ class Limiter:
             self._now = now
         return self._now
 
-    def _decide(self, now: float, consume: bool) -> Decision:
+    def _decide(self, now: float, amount: float, consume: bool) -> Decision:
+        raise NotImplementedError
+
+    def _refund(self, now: float, amount: float, charged_at: float) -> None:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -146,7 +161,7 @@ class Limiter:
 
 
 class FixedWindowLimiter(Limiter):
-    """``limit`` requests per window; a window opens with the first request after the last
+    """``limit`` units per window; a window opens with the first request after the last
     one closed and lasts ``window_s``."""
 
     __slots__ = ("_count", "_end")
@@ -154,44 +169,81 @@ class FixedWindowLimiter(Limiter):
     def __init__(self, limit: int, window_s: float) -> None:
         super().__init__(limit, window_s)
         self._end = -math.inf
-        self._count = 0
+        self._count = 0.0
 
-    def _decide(self, now: float, consume: bool) -> Decision:
+    def _decide(self, now: float, amount: float, consume: bool) -> Decision:
         if now >= self._end - EPS_S:  # no open window: this request opens one
-            end, count = now + self.window_s, 0
+            end, count = now + self.window_s, 0.0
         else:
             end, count = self._end, self._count
-        if count >= self.limit:
-            return Decision(False, 0, end - now, end - now)
+        if count + amount > self.limit + EPS_S:
+            retry = end - now if amount <= self.limit else math.inf
+            return Decision(False, _floor(self.limit - count), end - now, retry)
         if consume:
-            self._end, self._count = end, count + 1
-        return Decision(True, self.limit - count - 1, end - now, 0.0)
+            self._end, self._count = end, count + amount
+        return Decision(True, _floor(self.limit - count - amount), end - now, 0.0)
+
+    def _refund(self, now: float, amount: float, charged_at: float) -> None:
+        if charged_at >= self._end - self.window_s - EPS_S and now < self._end - EPS_S:
+            self._count = max(0.0, self._count - amount)  # still the window it was charged in
 
 
 class SlidingWindowLimiter(Limiter):
-    """At most ``limit`` allowed requests in any ``window_s`` span (an exact sliding log)."""
+    """At most ``limit`` units admitted in any ``window_s`` span (an exact sliding log)."""
 
-    __slots__ = ("_expiry",)
+    __slots__ = ("_amounts", "_expiry", "_used")
 
     def __init__(self, limit: int, window_s: float) -> None:
         super().__init__(limit, window_s)
         self._expiry: deque[float] = deque()  # when each counted request stops counting
+        self._amounts: deque[float] = deque()  # ... and what it counts
+        self._used = 0.0
 
-    def _decide(self, now: float, consume: bool) -> Decision:
-        expiry = self._expiry
+    def _decide(self, now: float, amount: float, consume: bool) -> Decision:
+        expiry, amounts = self._expiry, self._amounts
         while expiry and expiry[0] <= now + EPS_S:  # time only moves on: safe in peek too
             expiry.popleft()
-        n = len(expiry)
-        if n >= self.limit:
-            return Decision(False, 0, expiry[-1] - now, expiry[0] - now)
-        if consume:
+            self._used -= amounts.popleft()
+        if not expiry:
+            self._used = 0.0  # no float drift left behind
+        used = self._used
+        if used + amount > self.limit + EPS_S:
+            if amount > self.limit:
+                retry = math.inf
+            else:  # until enough of the oldest expire
+                need, freed, retry = used + amount - self.limit, 0.0, 0.0
+                for t, a in zip(expiry, amounts, strict=True):
+                    freed += a
+                    retry = t - now
+                    if freed >= need - EPS_S:
+                        break
+            reset = expiry[-1] - now if expiry else 0.0
+            return Decision(False, _floor(self.limit - used), reset, retry)
+        if consume and amount > 0:
             expiry.append(now + self.window_s)
-        return Decision(True, self.limit - n - 1, self.window_s, 0.0)
+            amounts.append(amount)
+            self._used = used + amount
+        reset = self.window_s if amount > 0 or not expiry else expiry[-1] - now
+        return Decision(True, _floor(self.limit - used - amount), reset, 0.0)
+
+    def _refund(self, now: float, amount: float, charged_at: float) -> None:
+        target = charged_at + self.window_s
+        for i in range(len(self._expiry) - 1, -1, -1):  # the newest first: usually the last
+            t = self._expiry[i]
+            if abs(t - target) <= EPS_S:
+                back = min(amount, self._amounts[i])
+                self._amounts[i] -= back
+                self._used -= back
+                return
+            if t < target - EPS_S:
+                return  # already expired: nothing to give back
 
 
 class TokenBucketLimiter(Limiter):
     """A bucket of ``limit`` tokens, full at first, refilled at ``limit / window_s`` per
-    second; each request takes one token."""
+    second; a request takes ``amount`` tokens. A request short of its tokens by less than
+    :data:`EPS_S` seconds of refill passes (the tolerance is time, as everywhere here, so a
+    slow bucket is not early by more than EPS_S)."""
 
     __slots__ = ("_last", "_tokens", "rate")
 
@@ -201,22 +253,30 @@ class TokenBucketLimiter(Limiter):
         self._tokens = float(self.limit)
         self._last = -math.inf
 
-    def _decide(self, now: float, consume: bool) -> Decision:
-        cap, rate = self.limit, self.rate
-        tokens = self._tokens
+    def _level(self, now: float) -> float:
         if now > self._last:
-            tokens = min(float(cap), tokens + (now - self._last) * rate)
-        if tokens < 1 - EPS_S:
-            return Decision(False, 0, (cap - tokens) / rate, (1 - tokens) / rate)
-        tokens = max(0.0, tokens - 1)
+            return min(float(self.limit), self._tokens + (now - self._last) * self.rate)
+        return self._tokens
+
+    def _decide(self, now: float, amount: float, consume: bool) -> Decision:
+        cap, rate = self.limit, self.rate
+        tokens = self._level(now)
+        if (amount - tokens) / rate > EPS_S:
+            retry = (amount - tokens) / rate if amount <= cap else math.inf
+            return Decision(False, _floor(tokens), (cap - tokens) / rate, retry)
+        tokens = max(0.0, tokens - amount)
         if consume:
             self._tokens, self._last = tokens, now
-        return Decision(True, math.floor(tokens + EPS_S), (cap - tokens) / rate, 0.0)
+        return Decision(True, _floor(tokens), (cap - tokens) / rate, 0.0)
+
+    def _refund(self, now: float, amount: float, charged_at: float) -> None:
+        self._tokens, self._last = min(float(self.limit), self._level(now) + amount), now
 
 
 class GCRALimiter(Limiter):
     """The generic cell rate algorithm: emission interval ``window_s / limit``, burst
-    tolerance ``limit`` cells (``limit`` requests at one instant)."""
+    tolerance ``limit`` cells (``limit`` requests at one instant); a request costing
+    ``amount`` is ``amount`` cells."""
 
     __slots__ = ("_tat", "interval_s")
 
@@ -225,16 +285,72 @@ class GCRALimiter(Limiter):
         self.interval_s = self.window_s / self.limit  # the emission interval T
         self._tat = -math.inf  # the theoretical arrival time of the next request
 
-    def _decide(self, now: float, consume: bool) -> Decision:
+    def _decide(self, now: float, amount: float, consume: bool) -> Decision:
         t, tau = self.interval_s, self.window_s
         tat = max(self._tat, now)
-        new_tat = tat + t
+        new_tat = tat + amount * t
         if new_tat - now > tau + EPS_S:
-            return Decision(False, 0, tat - now, new_tat - tau - now)
+            retry = new_tat - tau - now if amount <= self.limit else math.inf
+            return Decision(False, _cells(tau - (tat - now), t), tat - now, retry)
         if consume:
             self._tat = new_tat
-        remaining = math.floor((tau - (new_tat - now)) / t + EPS_S)
-        return Decision(True, max(0, remaining), new_tat - now, 0.0)
+        return Decision(True, _cells(tau - (new_tat - now), t), new_tat - now, 0.0)
+
+    def _refund(self, now: float, amount: float, charged_at: float) -> None:
+        if self._tat > now:
+            self._tat = max(now, self._tat - amount * self.interval_s)
+
+
+def _floor(units: float) -> int:
+    """Whole units left (>= 0), ignoring float noise just below a whole number."""
+    return max(0, math.floor(units + 1e-9 * max(1.0, abs(units))))
+
+
+def _cells(room_s: float, interval_s: float) -> int:
+    """Whole cells in ``room_s`` seconds of burst room: the tolerance is EPS_S of *time*,
+    so the float error of clock readings far from 0 (``5e6`` s: ~1e-9 s) never costs a
+    cell (it did when the tolerance was 1e-6 cells: ``GCRALimiter(1000, 1.0)`` at
+    ``now=5e6`` reported 992 after seven requests, skipping 993)."""
+    return max(0, math.floor((room_s + EPS_S) / interval_s))
+
+
+class ConcurrencyLimiter:
+    """At most ``limit`` requests in progress: ``decide`` takes a slot, :meth:`release`
+    gives it back when the response ends. A refusal cannot say when a slot frees; it
+    advertises :data:`CONCURRENT_RETRY_S`."""
+
+    __slots__ = ("in_flight", "limit", "window_s")
+
+    def __init__(self, limit: int, window_s: float = 1.0) -> None:
+        self.limit = integer("ConcurrencyLimiter(limit)", limit, minimum=1)
+        self.window_s = window_s
+        self.in_flight = 0
+
+    def decide(self, now: float, amount: float = 1) -> Decision:
+        d = self.peek(now, amount)
+        if d.allowed:
+            self.in_flight += 1
+        return d
+
+    def peek(self, now: float, amount: float = 1) -> Decision:
+        if self.in_flight + 1 > self.limit:
+            return Decision(False, 0, 0.0, CONCURRENT_RETRY_S)
+        return Decision(True, self.limit - self.in_flight - 1, 0.0, 0.0)
+
+    def release(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def refund(self, now: float, amount: float, charged_at: float) -> None:
+        """Nothing to give back: a slot is released, not refunded."""
+
+    def __repr__(self) -> str:
+        return f"ConcurrencyLimiter({self.limit})"
+
+
+#: What a refusal by a ``unit="concurrent"`` quota advertises as ``Retry-After`` (a guess:
+#: the server cannot know when a request in progress ends; GitHub's documentation tells
+#: clients to wait at least a minute after a secondary limit without ``retry-after``).
+CONCURRENT_RETRY_S = 1.0
 
 
 _LIMITERS: dict[str, type[Limiter]] = {
@@ -262,20 +378,32 @@ def _routes(value: object) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(out))
 
 
+#: What a quota counts (``ratelab.protocol.quota.UNITS``).
+UNITS = ("requests", "tokens", "concurrent")
+
+
 @dataclass(frozen=True, init=False, repr=False)
 class ServerRateLimit:
-    """At most ``limit`` requests per ``window_s`` seconds, answered with 429 beyond it.
+    """At most ``limit`` units per ``window_s`` seconds, answered with 429 beyond it.
 
     ``algorithm``: ``"fixed_window"`` (default), ``"sliding_window"``, ``"token_bucket"`` or
     ``"gcra"`` (see :mod:`ratelab.server.policies`). ``routes``: None limits all requests together;
     a path (``"/get"``, or a prefix ending in ``*`` such as ``"/status/*"``) or a list of
     paths limits those requests together and leaves the others alone.
+
+    ``unit``: what is counted: ``"requests"`` (default; each request is 1), ``"tokens"``
+    (each request is its cost, the ``X-Ratelab-Cost`` request header, 1 without it) or
+    ``"concurrent"`` (requests in progress, from admission to the end of the response;
+    ``window_s`` and ``algorithm`` do not apply). ``name``: the quota's name in the
+    response headers (default: the unit; the LocalServer numbers repeated names).
     """
 
     limit: int
     window_s: float = 1.0
     algorithm: str = "fixed_window"
     routes: tuple[str, ...] | None = None
+    unit: str = "requests"
+    name: str | None = None
 
     def __init__(
         self,
@@ -284,6 +412,8 @@ class ServerRateLimit:
         *,
         algorithm: str = "fixed_window",
         routes: str | Iterable[str] | None = None,
+        unit: str = "requests",
+        name: str | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "limit", integer("ServerRateLimit(limit)", limit, minimum=1))
@@ -294,6 +424,12 @@ class ServerRateLimit:
             )
         set_(self, "algorithm", algorithm)
         set_(self, "routes", _routes(routes))
+        if unit not in UNITS:
+            raise ConfigError("ServerRateLimit(unit)", unit, f"must be one of {', '.join(UNITS)}")
+        set_(self, "unit", unit)
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigError("ServerRateLimit(name)", name, "must be a non-empty string or None")
+        set_(self, "name", name)
         exact = frozenset(p for p in self.routes or () if not p.endswith("*"))
         prefixes = tuple(p[:-1] for p in self.routes or () if p.endswith("*"))
         set_(self, "_exact", exact)
@@ -305,15 +441,17 @@ class ServerRateLimit:
             return True
         return any(path.startswith(p) for p in self._prefixes)  # type: ignore[attr-defined]
 
-    def build(self) -> Limiter:
+    def build(self) -> Limiter | ConcurrencyLimiter:
         """A fresh limiter (no requests seen yet) implementing this limit."""
+        if self.unit == "concurrent":
+            return ConcurrencyLimiter(self.limit)
         return _LIMITERS[self.algorithm](self.limit, self.window_s)
 
     def to_dict(self) -> dict[str, object]:
         """Plain data; :func:`as_rate_limits` reads it back."""
         routes = None if self.routes is None else list(self.routes)
         return {"limit": self.limit, "window_s": self.window_s, "algorithm": self.algorithm,
-                "routes": routes}  # fmt: skip
+                "routes": routes, "unit": self.unit, "name": self.name}  # fmt: skip
 
     def __repr__(self) -> str:
         out = f"ServerRateLimit({self.limit}, {self.window_s!r}"
@@ -322,28 +460,50 @@ class ServerRateLimit:
         if self.routes is not None:
             routes = self.routes[0] if len(self.routes) == 1 else list(self.routes)
             out += f", routes={routes!r}"
+        if self.unit != "requests":
+            out += f", unit={self.unit!r}"
+        if self.name is not None:
+            out += f", name={self.name!r}"
         return out + ")"
+
+
+def check_names(limits: Iterable[ServerRateLimit], parameter: str = "rate_limit") -> None:
+    """Two limits may not be given the same ``name`` (the headers could not tell them
+    apart); unnamed ones are numbered by the server."""
+    names = [r.name for r in limits if r.name is not None]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(parameter, dupes, "must give each ServerRateLimit its own name")
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _RATE_RE = re.compile(
-    r"(?P<limit>\d+)\s*/\s*(?P<n>\d+(?:\.\d*)?|\.\d+)?\s*(?P<unit>ms|min|s|m|h)?"
-    r"\s*(?::\s*(?P<algorithm>\w+))?"
+    r"(?P<limit>\d+)\s*(?P<quota>requests|tokens)?\s*/\s*(?P<n>\d+(?:\.\d*)?|\.\d+)?"
+    r"\s*(?P<unit>ms|min|s|m|h)?\s*(?::\s*(?P<algorithm>\w+))?"
 )
+_CONCURRENT_RE = re.compile(r"(?P<limit>\d+)\s*concurrent")
 
 
 def parse_rate_limit(text: str, *, parameter: str = "rate_limit") -> ServerRateLimit:
-    """Parse the command-line form ``LIMIT/WINDOW[:algorithm]``: ``20/1s``, ``20/s``,
-    ``100/1m:sliding_window``, ``5/500ms:gcra`` (units ms, s, m or min, h; none: s)."""
-    match = _RATE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    """Parse the command-line form ``LIMIT[ UNIT]/WINDOW[:algorithm]``: ``20/1s``, ``20/s``,
+    ``100/1m:sliding_window``, ``5/500ms:gcra`` (units ms, s, m or min, h; none: s),
+    ``30000 tokens/1m`` (a tokens quota), or ``100 concurrent`` (requests in progress)."""
+    text = text.strip() if isinstance(text, str) else text
+    concurrent = _CONCURRENT_RE.fullmatch(text) if isinstance(text, str) else None
+    if concurrent is not None:
+        return ServerRateLimit(int(concurrent["limit"]), unit="concurrent")
+    match = _RATE_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None or (match["n"] is None and match["unit"] is None):
         raise ConfigError(
-            parameter, text, "must look like 20/1s, 20/s or 100/1m:sliding_window (LIMIT/WINDOW)"
-        )
+            parameter, text,
+            "must look like 20/1s, 20/s, 100/1m:sliding_window, '30000 tokens/1m' or"
+            " '100 concurrent' (LIMIT[ UNIT]/WINDOW)",
+        )  # fmt: skip
     window = float(match["n"] or 1) * _UNITS[match["unit"] or "s"]
     return ServerRateLimit(
-        int(match["limit"]), window, algorithm=match["algorithm"] or "fixed_window"
-    )
+        int(match["limit"]), window, algorithm=match["algorithm"] or "fixed_window",
+        unit=match["quota"] or "requests",
+    )  # fmt: skip
 
 
 def as_rate_limits(value: object, parameter: str = "rate_limit") -> tuple[ServerRateLimit, ...]:
@@ -360,7 +520,7 @@ def as_rate_limits(value: object, parameter: str = "rate_limit") -> tuple[Server
         try:
             return (ServerRateLimit(**value),)
         except TypeError as e:
-            valid = "takes limit, window_s, algorithm and routes"
+            valid = "takes limit, window_s, algorithm, routes, unit and name"
             raise ConfigError(parameter, value, valid) from e
     if isinstance(value, list | tuple):
         return tuple(lim for item in value for lim in as_rate_limits(item, parameter))

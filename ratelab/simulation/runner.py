@@ -52,10 +52,15 @@ __all__ = ["asimulate", "check_simulation", "simulate"]
 
 #: The simulation has no sockets: poll for I/O (the loop's wake-up pipe) every so often only.
 _POLL_EVERY = 64
+#: The wall clock of every simulation starts here (2026-01-01T00:00:00Z, virtual time 0), so
+#: absolute resets in the headers (GitHub's epoch seconds, Anthropic's dates) are the same
+#: in two simulations of the same thing, and so are their frames.
+SIMULATION_EPOCH_S = 1_767_225_600.0
 
 
 def _loop() -> VirtualClockLoop:
-    return VirtualClockLoop(poll_every=_POLL_EVERY)  # guards on an outside service's clock (Redis)
+    # poll_every: guards on an outside service's clock (Redis)
+    return VirtualClockLoop(poll_every=_POLL_EVERY, epoch_offset_s=SIMULATION_EPOCH_S)
 
 
 def check_simulation(
@@ -216,7 +221,8 @@ def _clients_executor(server: LocalServer | None, host: Host, n: int) -> Any:
                 store, meta = e.records  # type: ignore[misc]
             meta["clock"] = "virtual"
             meta["loop"] = "asyncio"
-            results[k] = Result(df=store.to_frame(), experiment=parts[k], meta=meta)
+            results[k] = Result(df=store.to_frame(), experiment=parts[k], meta=meta,
+                                headers=store.headers_frame())  # fmt: skip
         t0 = min(float(r.meta["t0_monotonic"]) for r in results.values())
         merged = _merge(exp, results, offsets, interrupted=interrupted, server_log=primary.log(t0))
         merged.meta["virtual_s"] = float(primary.loop.time() - t0)
@@ -242,7 +248,8 @@ def _result(
     if transport.server is not None:
         meta["server"] = repr(transport.server)
     server_log = transport.log(meta["t0_monotonic"])
-    return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log)
+    return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log,
+                  headers=store.headers_frame())  # fmt: skip
 
 
 def _pick(server: LocalServer | None, host: Host, clients: int) -> Any:
@@ -263,8 +270,11 @@ def simulate(
     """Run ``experiment`` on a virtual clock against a simulated ``server``; return its Result.
 
     ``server`` is a :class:`~ratelab.LocalServer` (started or not; it is never contacted):
-    its latency model and seed, ``rate_limit``, ``max_concurrency``, ``overload_status`` and
-    ``faults`` are what is simulated. None: a server with no latency and no policies, for a
+    its latency model and seed, ``rate_limit`` (or ``profile``: the quotas, each request's
+    cost, the ``headers`` style, ``actual_cost``), ``max_concurrency``, ``overload_status``
+    and ``faults`` are what is simulated; the response headers are recorded as a real run
+    records them, with absolute resets on a wall clock starting at
+    :data:`SIMULATION_EPOCH_S`. None: a server with no latency and no policies, for a
     loopback target (a target elsewhere needs a server model). ``clients=N`` runs N
     independent clients (each its own guards, pool and engine, with its share of the
     requests and workers as ``processes=N`` splits them; seeds ``seed + k``) on the same

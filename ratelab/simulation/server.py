@@ -3,16 +3,22 @@ a :class:`~ratelab.server.local.LocalServer` with the same configuration would, 
 sockets, on the loop's (virtual) clock.
 
 It reuses the LocalServer's own pieces: :class:`~ratelab.server.decide.Policy` (the
-``ServerRateLimit`` limiters' ``decide(now)``, the concurrency cap, the fault draws),
-:class:`~ratelab.server.decide.ServiceLatency` and
-:func:`~ratelab.server.policies.rate_limit_headers`, with the generators seeded as the
-LocalServer seeds them. A request, in order:
+``ServerRateLimit`` quotas checked and charged atomically, with each request's cost, in
+the server's header style; the concurrency cap; the fault draws; the actual-cost draws),
+:class:`~ratelab.server.decide.ServiceLatency`, with the generators seeded as the
+LocalServer seeds them. A request's cost is the ``X-Ratelab-Cost`` its attempt carries
+(the run's ``cost`` column when the records have one, else the endpoint's request
+headers; 1 without either). Absolute resets (GitHub, Anthropic) are written against the
+loop's wall clock (:func:`ratelab.protocol.wall_clock.epoch_s`). The response's rate-limit
+headers are recorded as a real transport records them (``Experiment.record_headers``). A
+concurrency quota's slot is released, and the unused cost refunded, at the request's
+departure, in departure order before the next arrival is decided. A request, in order:
 
 1. takes a connection from the :class:`~ratelab.simulation.pool.SimulatedPool` (aiohttp's
    ``TCPConnector`` semantics; the wait counts against the Experiment's ``timeout_s``, as
    aiohttp's total timeout does);
 2. reaches the server ``rtt_s / 2`` after it is sent (``arrival_s``) and is decided as the
-   LocalServer decides: rate limits (429 + ``Retry-After`` and ``RateLimit-*``, at once),
+   LocalServer decides: rate limits (429 + ``Retry-After`` and the style's headers, at once),
    the concurrency cap (``overload_status``, at once), the service latency, then a fault
    (error status, connection reset, stall) or the route;
 3. leaves the server at ``departure_s``; the client has the answer ``rtt_s / 2`` later
@@ -47,17 +53,22 @@ import numpy as np
 import pandas as pd
 
 from ratelab.client.transports.base import Reply, Stamps, Transport
+from ratelab.protocol.quota import COST_HEADER
+from ratelab.protocol.wall_clock import epoch_s
 from ratelab.server.app import MAX_BYTES, MAX_DELAY_S
 from ratelab.server.decide import (
     FAULT_ERROR,
     FAULT_RESET,
     FAULT_STALL,
     NO_FAULT,
+    STATUS_BAD_REQUEST,
     STATUS_CANCELLED,
     STATUS_NO_RESPONSE,
+    Admission,
     FaultDraws,
     Policy,
     ServiceLatency,
+    parse_cost,
 )
 from ratelab.server.log import RequestLog, Row
 from ratelab.simulation.pool import SimulatedPool
@@ -183,7 +194,10 @@ class SimulatedServer(Transport):
         if self.started:
             return
         self.started = True
-        latency_rng, _data_rng, fault_rng = np.random.default_rng(self.seed).spawn(3)
+        from ratelab.server.local import make_policy
+
+        rngs = np.random.default_rng(self.seed).spawn(4)
+        latency_rng, _data_rng, fault_rng, actual_rng = rngs
         srv = self.server
         self.latency = None
         self.policy: Policy | None = None
@@ -195,10 +209,9 @@ class SimulatedServer(Transport):
                 if srv.faults.seed is not None:
                     fault_rng = np.random.default_rng(srv.faults.seed)
                 faults = FaultDraws(srv.faults, fault_rng)
-            if srv.rate_limit or srv.max_concurrency is not None or faults is not None:
-                self.policy = Policy(
-                    srv.rate_limit, srv.max_concurrency, srv.overload_status, faults
-                )
+            self.policy = make_policy(srv, faults, actual_rng)
+        self.finishing: list[tuple[float, int, Admission]] = []  # (departure, seq, admission)
+        self.seq = 0
         self.cpu_free_s = -math.inf
         self.departures: list[float] = []  # of admitted requests, when a cap counts them
         self.paths: dict[str, tuple[str, tuple[int, float, int]]] = {}
@@ -221,9 +234,16 @@ class SimulatedServer(Transport):
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         return await _send(self, self, row, method, url, request_id)
 
+    def _finish_until(self, now: float) -> None:
+        """Release and refund, in departure order, what left the server by ``now``."""
+        finishing, policy = self.finishing, self.policy
+        while finishing and finishing[0][0] <= now:
+            departure, _, adm = heapq.heappop(finishing)
+            policy.finish(adm, departure)  # type: ignore[union-attr]
+
     async def _exchange(
         self, loop: asyncio.AbstractEventLoop, row: int, method: str, url: str,
-        request_id: str, deadline: float, fresh: bool, stamps: Stamps,
+        request_id: str, deadline: float, fresh: bool, c: SimulatedServer | SimulatedClient,
     ) -> Reply:  # fmt: skip
         half = self.half_s
         arrival = loop.time() + half
@@ -242,15 +262,28 @@ class SimulatedServer(Transport):
         counted = False
         service = 0.0
         answered = True  # False: a reset or a stall, no response
+        cost = _cost(c, row, url)
+        costs = (-1, 0) if cost is None else (cost, cost)
+        adm: Admission | None = None
+        if cost is None:
+            return await self._answer(row, request_id, method, path, arrival, arrival,
+                                      STATUS_BAD_REQUEST, "bad_request", None, 80, deadline,
+                                      c, costs=costs)  # fmt: skip
         if policy is not None:
-            verdict = policy.rate_limit(path, arrival) if policy.limits else None
-            if verdict is not None:
-                allowed, headers = verdict
-                if not allowed:
-                    status, decision, nbytes, answered = 429, "rate_limited", 12, True
+            if policy.limits:
+                if self.finishing:
+                    self._finish_until(arrival)
+                now_epoch = epoch_s(loop) + (arrival - loop.time())
+                adm = policy.admit(path, arrival, cost, now_epoch)
+            if adm is not None:
+                headers = adm.headers
+                if not adm.allowed:
+                    status, decision, answered = 429, "rate_limited", True
+                    nbytes = 12 if adm.body is None else len(adm.body[1])
                     return await self._answer(row, request_id, method, path, arrival,
                                               arrival, status, decision, headers, nbytes,
-                                              deadline, stamps)  # fmt: skip
+                                              deadline, c, costs=(cost, 0))  # fmt: skip
+                costs = (cost, adm.cost_actual())
             cap = policy.max_concurrency
             if cap is not None:
                 deps = self.departures
@@ -258,9 +291,11 @@ class SimulatedServer(Transport):
                     heapq.heappop(deps)
                 if len(deps) >= cap:
                     status, decision, nbytes = policy.overload_status, "overloaded", 10
+                    if adm is not None:  # as the LocalServer: charged, released at once
+                        policy.finish(adm, arrival)
                     return await self._answer(row, request_id, method, path, arrival,
                                               arrival, status, decision, headers, nbytes,
-                                              deadline, stamps)  # fmt: skip
+                                              deadline, c, costs=(cost, 0))  # fmt: skip
                 counted = True
             if policy.faults is not None:
                 fault = policy.faults.next()
@@ -283,19 +318,23 @@ class SimulatedServer(Transport):
             status, answered = STATUS_CANCELLED, False
         if counted:
             heapq.heappush(self.departures, departure)
+        if adm is not None:
+            self.seq += 1
+            heapq.heappush(self.finishing, (departure, self.seq, adm))
         return await self._answer(row, request_id, method, path, arrival, departure, status,
                                   decision, headers if answered else None, nbytes, deadline,
-                                  stamps, answered)  # fmt: skip
+                                  c, answered, costs=costs)  # fmt: skip
 
     async def _answer(
         self, row: int, request_id: str, method: str, path: str, arrival: float,
         departure: float, status: int, decision: str, headers: dict[str, str] | None,
-        nbytes: int, deadline: float, stamps: Stamps, answered: bool = True,
+        nbytes: int, deadline: float, c: SimulatedServer | SimulatedClient,
+        answered: bool = True, *, costs: tuple[int, int],
     ) -> Reply:  # fmt: skip
+        stamps = c.stamps
         run, rid, attempt = request_id.rsplit("-", 2)
-        self.rows.append(
-            (run, int(rid), int(attempt), method, path, arrival, departure, status, decision)
-        )
+        self.rows.append((run, int(rid), int(attempt), method, path, arrival, departure,
+                          status, decision, *costs))  # fmt: skip
         loop = self.loop
         back = departure + self.half_s
         if not answered:
@@ -308,8 +347,12 @@ class SimulatedServer(Transport):
         if delay > 0:
             await asyncio.sleep(delay)
         stamps.store.headers_s[row] = stamps.now() - stamps.t0
+        if headers:
+            names = getattr(c, "header_names", None)
+            if names is not None:
+                names.record(stamps.store, row, headers)
         retry_after = headers.get("Retry-After") if headers is not None and status >= 400 else None
-        return status, retry_after, nbytes
+        return status, retry_after, nbytes, headers  # the headers: for guards that read them
 
     def log(self, t0: float) -> pd.DataFrame:
         """The server's view of the run: the LocalServer log's columns, times from ``t0``."""
@@ -337,6 +380,24 @@ class SimulatedClient(Transport):
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         return await _send(self, self.server, row, method, url, request_id)
+
+
+def _cost(c: SimulatedServer | SimulatedClient, row: int, url: str) -> int | None:
+    """The cost an attempt declares (as :func:`ratelab.server.decide.parse_cost` reads the
+    header): the records' ``cost`` column when they have one, else the endpoint's
+    ``X-Ratelab-Cost`` request header, else 1; None if unreadable."""
+    column = getattr(c.stamps.store, "cost", None)
+    if column is not None:
+        value = column[row]
+        if value == value:  # not NaN
+            return parse_cost(str(int(value))) if value >= 0 else None
+    specs = getattr(c, "specs", None)
+    spec = specs.get(url) if specs else None
+    if spec is not None and spec.headers:
+        for name, value in spec.headers.items():
+            if name.lower() == COST_HEADER.lower():
+                return parse_cost(value)
+    return 1
 
 
 def _open_client(
@@ -378,7 +439,7 @@ async def _send(
         else:  # the last released is too old: so are all the others
             idle.clear()
     try:
-        return await server._exchange(loop, row, method, url, request_id, deadline, fresh, c.stamps)
+        return await server._exchange(loop, row, method, url, request_id, deadline, fresh, c)
     finally:
         pool.release()
         idle.append(loop.time())

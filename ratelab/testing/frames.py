@@ -7,7 +7,7 @@
 
 Every column of the schema (:data:`ratelab.records.schema.COLUMNS`) is there with its dtype;
 columns not given get defaults: request ids 0..n-1, attempt 1, worker 0, ``"/get"``,
-``"GET"``, NaN times, status 200, no error, 0 bytes.
+``"GET"``, NaN times, status 200, no error, 0 bytes, no cost (NaN).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def make_frame(**columns: Sequence[Any]) -> pd.DataFrame:
         "status": np.full(n, 200),
         "error": [None] * n,
         "bytes": np.zeros(n),
+        "cost": np.full(n, np.nan),
     }
     ref = empty_frame()
     data: dict[str, Any] = {}

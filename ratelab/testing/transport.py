@@ -16,7 +16,9 @@ stamping ``pool_queued_s``/``pool_acquired_s`` and ``sent_s`` when it waited), t
 ``latency_s`` on the loop's clock (the Experiment's ``timeout_s`` bounds both, as
 aiohttp's total timeout does), then stamps ``headers_s`` and answers
 ``respond(request)``: a status, ``(status, headers)``, or an exception instance to raise
-(the attempt's failure).
+(the attempt's failure). The headers are returned to the engine (guards that read them,
+such as ``rl.HeaderPacing``, see them), and ``request.cost`` is what the request's
+``X-Ratelab-Cost`` said.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class SentRequest:
     url: str
     request_id: int
     attempt: int
+    #: The request's cost as sent in ``X-Ratelab-Cost`` (None: the Experiment has none).
+    cost: int | None = None
 
 
 Answer = int | tuple[int, Mapping[str, str]] | BaseException
@@ -94,7 +98,11 @@ class ScriptedTransport(Transport):
             timeout_s -= st.now() - begun
         try:
             _run, rid, attempt = request_id.rsplit("-", 2)
-            req = SentRequest(st.at(), row, method, url, int(rid), int(attempt))
+            cost = self.cost_header(row)
+            req = SentRequest(
+                st.at(), row, method, url, int(rid), int(attempt),
+                None if cost is None else int(cost),
+            )  # fmt: skip
             self.sent.append(req)
             latency = self.latency_s(req) if callable(self.latency_s) else self.latency_s
             if timeout_s is not None and latency > timeout_s:
@@ -108,7 +116,7 @@ class ScriptedTransport(Transport):
             status, headers = (answer, {}) if isinstance(answer, int) else answer
             st.store.headers_s[row] = st.at()
             retry_after = headers.get("Retry-After") if status >= 400 else None
-            return status, retry_after, self.body_bytes
+            return status, retry_after, self.body_bytes, headers
         finally:
             self.pool.release()
 

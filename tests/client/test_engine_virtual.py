@@ -110,7 +110,8 @@ def test_retry_honours_retry_after_exactly() -> None:
         return (429, {"Retry-After": "0.5"}) if req.attempt == 1 else 200
 
     tr = ScriptedTransport(latency_s=0.01, respond=respond)
-    df = _run(_exp(requests=4, workers=4, strategy=rl.Retry(max_attempts=3)), tr)
+    # jitter=None: exactly the server's wait (a jitter adds its spread after it, see below)
+    df = _run(_exp(requests=4, workers=4, strategy=rl.Retry(max_attempts=3, jitter=None)), tr)
     assert len(df) == 8 and df.groupby("request_id").size().eq(2).all()
     second = df[df.attempt == 2]
     assert (second.ready_s - second.dequeued_s).to_numpy() == pytest.approx([0.5] * 4, abs=NS)
@@ -318,10 +319,17 @@ def test_a_bogus_retry_after_waits_at_most_max_backoff_s(header: str) -> None:
 def test_retry_backoff_caps_every_retry_after_at_max_backoff_s() -> None:
     from ratelab.client.engine import parse_retry_after
 
-    retry = rl.Retry(max_backoff_s=2.5)
+    retry = rl.Retry(max_backoff_s=2.5, jitter=None)
     assert retry.backoff(1, float("inf"), 0.5) == 2.5
     assert retry.backoff(1, 1e300, 0.5) == 2.5
     assert retry.backoff(1, 0.75, 0.5) == 0.75
+    # with a jitter the cap bounds the whole wait, and the spread stays below it
+    for jitter, span in (("full", 0.1), ("equal", 0.05)):
+        r = rl.Retry(max_backoff_s=2.5, jitter=jitter)
+        assert r.backoff(1, float("inf"), 0.0) == pytest.approx(2.5 - span)
+        assert r.backoff(1, float("inf"), 0.999999) == pytest.approx(2.5, abs=1e-6)
+        assert r.backoff(1, 1e300, 0.999999) <= 2.5
+        assert r.backoff(1, 0.75, 0.5) == pytest.approx(0.75 + span / 2)
     assert parse_retry_after("nan") is None
     assert parse_retry_after("inf") == float("inf")
     assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 -0000") > 1e10

@@ -195,11 +195,13 @@ async def test_log_rows_ids_and_monotonic_times(server: LocalServer) -> None:
     full = server.log()
     assert len(full) == n + 3 + 2
     assert list(full.columns) == ["run", "request_id", "attempt", "method", "path",
-                                  "arrival_s", "departure_s", "status", "decision"]  # fmt: skip
+                                  "arrival_s", "departure_s", "status", "decision",
+                                  "cost_declared", "cost_actual"]  # fmt: skip
     assert {c: str(t) for c, t in full.dtypes.items()} == {
         "run": "category", "request_id": "int64", "attempt": "int16", "method": "category",
         "path": "category", "arrival_s": "float64", "departure_s": "float64",
-        "status": "int16", "decision": "category",
+        "status": "int16", "decision": "category", "cost_declared": "int64",
+        "cost_actual": "int64",
     }  # fmt: skip
     no_id = full[full["run"] == ""]
     assert no_id[["request_id", "attempt"]].values.tolist() == [[-1, 0], [-1, 0]]
@@ -449,7 +451,8 @@ async def fetch(
 async def test_rate_limit_burst_gets_exactly_limit_through() -> None:
     # 30 requests at once against 10 per 1 s: all arrive well inside one window, so exactly
     # 10 pass. Allowed requests get the latency, rejected ones are answered at once.
-    with LocalServer(rate_limit=ServerRateLimit(10, 1.0), latency=Fixed(0.1)) as s:
+    limit = ServerRateLimit(10, 1.0)
+    with LocalServer(rate_limit=limit, latency=Fixed(0.1), headers="ietf-06") as s:
         async with aiohttp.ClientSession() as session:
             results = await asyncio.gather(
                 *(fetch(session, f"{s.url}/get", rid=i) for i in range(30))
@@ -479,7 +482,7 @@ async def test_rate_limit_burst_gets_exactly_limit_through() -> None:
 @pytest.mark.asyncio
 async def test_global_and_per_route_limits_must_all_pass() -> None:
     limits = [ServerRateLimit(100, 60.0), ServerRateLimit(2, 60.0, routes=["/uuid", "/nope"])]
-    with LocalServer(rate_limit=limits) as s:
+    with LocalServer(rate_limit=limits, headers="ietf-06") as s:
         async with aiohttp.ClientSession() as session:
             got = [await fetch(session, s.url + path) for path in
                    ["/uuid", "/uuid", "/uuid", "/get", "/nope", "/status/404"]]  # fmt: skip
@@ -699,12 +702,12 @@ def test_bytes_are_capped_at_10_mib_streamed_and_seeded() -> None:
 
     def get(s: LocalServer, n: int) -> tuple[bytes, str | None, str | None]:
         with urllib.request.urlopen(f"{s.url}/bytes/{n}") as r:
-            return r.read(), r.headers["Content-Length"], r.headers["RateLimit-Limit"]
+            return r.read(), r.headers["Content-Length"], r.headers["RateLimit-Policy"]
 
     with LocalServer(seed=1, rate_limit="100/1s") as s:
         body, length, limit = get(s, 3 * MAX_BYTES)
         assert len(body) == MAX_BYTES and length == str(MAX_BYTES)
-        assert limit == "100"  # the policy's headers reach a streamed answer too
+        assert limit == '"requests";q=100;w=1'  # the policy's headers reach a stream too
         first = get(s, 200_000)[0]
     with LocalServer(seed=1, rate_limit="100/1s") as s:
         get(s, 3 * MAX_BYTES)

@@ -340,7 +340,7 @@ def test_as_rate_limits() -> None:
     assert as_rate_limits([]) == ()
     assert as_rate_limits([b.to_dict(), {"limit": 3}]) == (b, ServerRateLimit(3))
     assert b.to_dict() == {"limit": 2, "window_s": 1.0, "algorithm": "fixed_window",
-                           "routes": ["/uuid"]}  # fmt: skip
+                           "routes": ["/uuid"], "unit": "requests", "name": None}  # fmt: skip
     for bad in (5, [a, 5], {"limit": 5, "per": 1}, {"window_s": 1}):
         with pytest.raises(ConfigError) as info:
             as_rate_limits(bad)

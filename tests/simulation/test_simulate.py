@@ -68,7 +68,7 @@ def test_server_fixed_window_gives_exactly_limit_ok_per_window_and_the_retry_aft
     assert ((log.status == 429) == (log.decision == "rate_limited")).all()
     assert res.df.status.value_counts().to_dict() == {200: 20, 429: 15}
     # the first 429 (request 10, at 0.5 s) is 0.5 s before its window closes: Retry-After 1
-    retry = _sim(exp.replace(strategy=rl.Retry(2, honor_retry_after=True)), server, rtt_s=0.0)
+    retry = _sim(exp.replace(strategy=rl.Retry(2, jitter=None)), server, rtt_s=0.0)
     second = retry.df[retry.df.attempt == 2].sort_values("request_id")
     first = retry.df[(retry.df.attempt == 1) & (retry.df.status == 429)].sort_values("request_id")
     assert len(second) == len(first) > 0

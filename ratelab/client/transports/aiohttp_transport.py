@@ -40,6 +40,7 @@ import numpy as np
 from aiohttp import hdrs
 
 from ratelab.client.transports.base import (
+    COST_HEADER,
     ID_HEADER,
     Reply,
     RequestSpec,
@@ -57,6 +58,8 @@ USER_AGENT = user_agent("aiohttp")
 _current_row: ContextVar[int] = ContextVar("ratelab_row", default=-1)
 #: The ``X-Ratelab-Id`` value of the attempt the current task is sending (read by _Request).
 _current_id: ContextVar[str | None] = ContextVar("ratelab_id", default=None)
+#: The ``X-Ratelab-Cost`` value of that attempt (None: no cost; read by _Request).
+_current_cost: ContextVar[str | None] = ContextVar("ratelab_cost", default=None)
 
 
 def error_name(exc: BaseException) -> str:
@@ -108,6 +111,9 @@ class _Request(aiohttp.ClientRequest):
         rid = _current_id.get()
         if rid is not None:
             headers[ID_HEADER] = rid
+        cost = _current_cost.get()
+        if cost is not None:
+            headers[COST_HEADER] = cost
         super().update_auto_headers(skip_auto_headers)
 
 
@@ -173,12 +179,16 @@ class AiohttpTransport(Transport):
 
     def bind(self, row: int, request_id: str) -> None:
         """The current task sends ``row`` (for a request function using the session): its
-        pool wait, headers time and ``X-Ratelab-Id`` go to that row."""
+        pool wait, headers time, ``X-Ratelab-Id`` and ``X-Ratelab-Cost`` go to that row."""
         _current_id.set(request_id)
         _current_row.set(row)
+        if self.send_costs:
+            _current_cost.set(self.cost_header(row))
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         _current_id.set(request_id)
+        if self.send_costs:
+            _current_cost.set(self.cost_header(row))
         if self._stamp_pool:
             _current_row.set(row)
         kwargs = self._kwargs.get(url) if self._kwargs else None
@@ -197,7 +207,7 @@ class AiohttpTransport(Transport):
             nbytes = 0
             while not content.at_eof():
                 nbytes += len(await content.readany())
-        return status, retry_after, nbytes
+        return status, retry_after, nbytes, headers
 
     def error_name(self, exc: BaseException) -> str:
         return error_name(exc)

@@ -12,6 +12,16 @@ transport stamps what only it can see, through :class:`Stamps`:
 A failure is raised: the engine turns the exception into the attempt's ``error`` (named by
 :meth:`Transport.error_name`), so a failed request is a row, never a crashed run.
 
+Costs: when the Experiment has a ``cost``, the engine sets ``send_costs`` before
+:meth:`open` and writes each attempt's cost into ``store.cost[row]`` before :meth:`send`;
+every transport sends it in the ``X-Ratelab-Cost`` header (:meth:`Transport.cost_header`
+gives the value, a decimal integer, or None).
+
+Headers: :meth:`Transport.send` may return the response headers as a fourth element of its
+reply (a case-insensitive mapping); the engine shows them to the guards that ask for them
+(``rl.HeaderPacing``). A transport returning the older three-element reply still works: its
+guards then see ``headers=None``.
+
 One Transport object serves one run: :meth:`open` is awaited inside the running loop before
 the first attempt, :meth:`aclose` once at the end, whatever happened.
 """
@@ -23,10 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ratelab.experiment.request_options import RATE_LIMIT_HEADERS, RATE_LIMIT_PREFIXES
+from ratelab.protocol.quota import COST_HEADER
 from ratelab.records.store import RecordStore
 from ratelab.versions import versions
 
 __all__ = [
+    "COST_HEADER",
     "ID_HEADER",
     "HeaderNames",
     "Reply",
@@ -49,8 +61,9 @@ def user_agent(client: str) -> str:
 
 
 #: What :meth:`Transport.send` returns: (HTTP status, the ``Retry-After`` header of a
-#: response with status >= 400 or None, response body size in bytes).
-Reply = tuple[int, str | None, int]
+#: response with status >= 400 or None, response body size in bytes[, the response headers:
+#: a case-insensitive mapping of str, or None]).
+Reply = tuple[int, str | None, int] | tuple[int, str | None, int, Mapping[str, str] | None]
 
 
 def single_host_cap(limit: int, limit_per_host: int) -> int:
@@ -141,6 +154,16 @@ class Transport:
     specs: Mapping[str, RequestSpec] = {}
     #: Which response headers to record (see :class:`HeaderNames`).
     header_names: HeaderNames = DEFAULT_HEADER_NAMES
+    #: Whether attempts carry a cost (``Experiment(cost=)``); set by the engine before
+    #: :meth:`open`.
+    send_costs: bool = False
+
+    def cost_header(self, row: int) -> str | None:
+        """The ``X-Ratelab-Cost`` value of the attempt in ``row`` (None: no cost)."""
+        if not self.send_costs:
+            return None
+        cost = self.stamps.store.cost[row]
+        return None if cost != cost else str(int(cost))  # NaN: this run has no costs
 
     def prepare(self, *, specs: Mapping[str, RequestSpec], header_names: HeaderNames) -> None:
         """Called by the engine before :meth:`open`: what each URL's requests carry

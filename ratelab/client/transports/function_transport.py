@@ -14,9 +14,10 @@ as finely as a built-in request. The engine stamps around the call (``sent_s`` b
 
 From the returned object ratelab reads ``status`` (aiohttp) or ``status_code`` (httpx,
 requests-like objects), ``headers`` (recorded as :class:`~.base.HeaderNames` says; the
-``Retry-After`` of a status >= 400 drives ``Retry``) and the body size when it is cheaply
-known (httpx's ``num_bytes_downloaded``, a read aiohttp body, ``Content-Length``), else 0.
-An exception is the attempt's ``error`` row, named by the wrapped transport.
+``Retry-After`` of a status >= 400 drives ``Retry``; guards such as ``rl.HeaderPacing`` see
+them) and the body size when it is cheaply known (httpx's ``num_bytes_downloaded``, a
+read aiohttp body, ``Content-Length``), else 0. An exception is the attempt's ``error``
+row, named by the wrapped transport.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ratelab.client.transports.base import (
+    COST_HEADER,
     ID_HEADER,
     Reply,
     Stamps,
@@ -40,7 +42,8 @@ __all__ = ["FunctionTransport", "RequestContext", "response_reply"]
 @dataclass(slots=True)
 class RequestContext:
     """What a request function gets: the attempt, the headers ratelab wants sent (its
-    User-Agent and the ``X-Ratelab-Id`` join id, plus the Experiment's headers), the
+    User-Agent, the ``X-Ratelab-Id`` join id and the ``X-Ratelab-Cost`` of a request with a
+    ``cost``, plus the Experiment's headers), the
     request's body and auth if the Experiment gives them, and the run's ``client``."""
 
     url: str
@@ -53,6 +56,9 @@ class RequestContext:
     json: Any = None
     data: Any = None
     auth: tuple[str, str] | None = None
+    #: The request's cost in whole tokens (``Experiment(cost=)``; None: no cost); when
+    #: given, ``headers`` carries it as ``X-Ratelab-Cost``.
+    cost: float | None = None
 
 
 def _body_size(resp: Any) -> int:
@@ -72,7 +78,7 @@ def _body_size(resp: Any) -> int:
 
 
 def response_reply(resp: Any, record: Callable[[Any], None]) -> Reply:
-    """(status, Retry-After, bytes) from what a request function returned."""
+    """(status, Retry-After, bytes, headers) from what a request function returned."""
     status = getattr(resp, "status", None)
     if not isinstance(status, int):
         status = getattr(resp, "status_code", None)
@@ -87,7 +93,9 @@ def response_reply(resp: Any, record: Callable[[Any], None]) -> Reply:
         record(headers)
         if status >= 400:
             retry_after = headers.get("Retry-After")  # type: ignore[union-attr]
-    return status, retry_after, _body_size(resp)
+    else:
+        headers = None
+    return status, retry_after, _body_size(resp), headers
 
 
 class FunctionTransport(Transport):
@@ -117,6 +125,9 @@ class FunctionTransport(Transport):
         store = self.stamps.store
         spec = self.specs.get(url) if self.specs else None
         headers = {"User-Agent": self._user_agent, ID_HEADER: request_id}
+        cost = self.cost_header(row) if self.send_costs else None
+        if cost is not None:
+            headers[COST_HEADER] = cost
         if spec is not None and spec.headers:
             headers.update(spec.headers)
         ctx = RequestContext(
@@ -130,6 +141,7 @@ class FunctionTransport(Transport):
             json=None if spec is None else spec.json,
             data=None if spec is None else spec.data,
             auth=None if spec is None else spec.auth,
+            cost=None if cost is None else float(cost),
         )
         self.inner.bind(row, request_id)  # type: ignore[attr-defined]
         async with asyncio.timeout(self._timeout_s):  # the whole function: the attempt

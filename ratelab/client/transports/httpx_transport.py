@@ -48,6 +48,7 @@ import httpx
 import numpy as np
 
 from ratelab.client.transports.base import (
+    COST_HEADER,
     ID_HEADER,
     Reply,
     RequestSpec,
@@ -257,12 +258,17 @@ class HttpxTransport(Transport):
             _sending_row.set(row)
             _waiting_row.set(-1)
         kwargs = self._kwargs.get(url) if self._kwargs else None
+        ours = {ID_HEADER: request_id}
+        if self.send_costs:
+            cost = self.cost_header(row)
+            if cost is not None:
+                ours[COST_HEADER] = cost
         async with asyncio.timeout(self._timeout_s):
             if kwargs is None:
-                request = client.build_request(method, url, headers={ID_HEADER: request_id})
+                request = client.build_request(method, url, headers=ours)
                 resp = await client.send(request, stream=True)
             else:
-                headers = {**kwargs.get("headers", {}), ID_HEADER: request_id}
+                headers = {**kwargs.get("headers", {}), **ours}
                 request = client.build_request(method, url, **{**kwargs, "headers": headers})
                 resp = await client.send(request, stream=True, auth=self._auth.get(url))
             try:
@@ -277,7 +283,7 @@ class HttpxTransport(Transport):
                     nbytes += len(chunk)
             finally:
                 await resp.aclose()
-        return status, retry_after, nbytes
+        return status, retry_after, nbytes, headers
 
     def error_name(self, exc: BaseException) -> str:
         return error_name(exc)
