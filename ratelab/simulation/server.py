@@ -291,7 +291,7 @@ class SimulatedServer(Transport):
                     heapq.heappop(deps)
                 if len(deps) >= cap:
                     status, decision, nbytes = policy.overload_status, "overloaded", 10
-                    if adm is not None:  # as the LocalServer: charged, released at once
+                    if adm is not None and adm.pending:  # as the LocalServer: at once
                         policy.finish(adm, arrival)
                     return await self._answer(row, request_id, method, path, arrival,
                                               arrival, status, decision, headers, nbytes,
@@ -318,7 +318,7 @@ class SimulatedServer(Transport):
             status, answered = STATUS_CANCELLED, False
         if counted:
             heapq.heappush(self.departures, departure)
-        if adm is not None:
+        if adm is not None and adm.pending:
             self.seq += 1
             heapq.heappush(self.finishing, (departure, self.seq, adm))
         return await self._answer(row, request_id, method, path, arrival, departure, status,
@@ -348,9 +348,7 @@ class SimulatedServer(Transport):
             await asyncio.sleep(delay)
         stamps.store.headers_s[row] = stamps.now() - stamps.t0
         if headers:
-            names = getattr(c, "header_names", None)
-            if names is not None:
-                names.record(stamps.store, row, headers)
+            _record(c, stamps.store.header_rows, row, headers)
         retry_after = headers.get("Retry-After") if headers is not None and status >= 400 else None
         return status, retry_after, nbytes
 
@@ -380,6 +378,24 @@ class SimulatedClient(Transport):
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         return await _send(self, self.server, row, method, url, request_id)
+
+
+def _record(
+    c: SimulatedServer | SimulatedClient, rows: list[tuple[int, str, str]], row: int,
+    headers: dict[str, str],
+) -> None:  # fmt: skip
+    """Record the response headers a real transport would (``HeaderNames.wanted``), with
+    the choice of names made once per set of names (a style sends the same names)."""
+    names = getattr(c, "header_names", None)
+    if names is None:
+        return
+    cache: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = c.__dict__.setdefault("_wanted", {})
+    keys = tuple(headers)
+    wanted = cache.get(keys)
+    if wanted is None:
+        wanted = cache[keys] = tuple((k, k.lower()) for k in keys if names.wanted(k))
+    for key, lower in wanted:
+        rows.append((row, lower, headers[key]))
 
 
 def _cost(c: SimulatedServer | SimulatedClient, row: int, url: str) -> int | None:
