@@ -117,3 +117,12 @@ def test_profiles_refuse_bad_input_naming_it() -> None:
         rl.LocalServer(profile=rl.profiles.github(), rate_limit="5/1s")
     with pytest.raises(ConfigError, match="profile"):
         rl.LocalServer(profile={"rpm": 5})  # type: ignore[arg-type]
+
+
+def test_a_profile_in_another_header_style() -> None:
+    server = rl.LocalServer(profile=rl.profiles.openai(rpm=60, tpm=6000), headers="ietf")
+    assert "headers='ietf'" in repr(server)
+    r = _sim(_exp(500, requests=2, workers=1), server)
+    h = r.headers
+    assert h[(h.request_id == 1) & (h.name == "ratelimit")].value.tolist() == [
+        '"requests";r=58;t=2, "tokens";r=5000;t=10']  # fmt: skip
