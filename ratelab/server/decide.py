@@ -41,6 +41,7 @@ __all__ = [
     "FaultDraws",
     "Policy",
     "ServiceLatency",
+    "cost_error",
     "decide",
     "parse_cost",
     "parse_id",
@@ -129,6 +130,14 @@ def parse_cost(value: str | None) -> int | None:
     if not value.isascii() or not value.isdigit() or len(value) > 15:
         return None
     return int(value)
+
+
+def cost_error(value: str | None) -> str:
+    """The body of the 400 answering an unreadable ``X-Ratelab-Cost``."""
+    return (
+        f"invalid {COST_HEADER} header {value!r}: must be a non-negative whole number of"
+        " tokens, such as '500'"
+    )
 
 
 def _quota(name: str, spec: ServerRateLimit, d: Decision, remaining: int) -> Quota:
@@ -329,9 +338,7 @@ async def decide(request: web.Request, handler: _Handler) -> web.StreamResponse:
     try:
         if cost is None:
             status, decision = STATUS_BAD_REQUEST, "bad_request"
-            text = f"invalid {COST_HEADER} header {raw_cost!r}: must be a non-negative whole"
-            text += " number of tokens, such as '500'"
-            return web.Response(status=status, text=text)
+            return web.Response(status=status, text=cost_error(raw_cost))
         if policy is not None:  # rejections are answered at once, without the latency
             if policy.limits:
                 adm = policy.admit(request.path, arrival, cost, epoch_s())

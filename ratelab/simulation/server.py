@@ -68,6 +68,7 @@ from ratelab.server.decide import (
     FaultDraws,
     Policy,
     ServiceLatency,
+    cost_error,
     parse_cost,
 )
 from ratelab.server.log import RequestLog, Row
@@ -262,13 +263,14 @@ class SimulatedServer(Transport):
         counted = False
         service = 0.0
         answered = True  # False: a reset or a stall, no response
-        cost = _cost(c, row, url)
+        cost, raw = _cost(c, row, url)
         costs = (-1, 0) if cost is None else (cost, cost)
         adm: Admission | None = None
         if cost is None:
+            nbytes = len(cost_error(raw).encode())
             return await self._answer(row, request_id, method, path, arrival, arrival,
-                                      STATUS_BAD_REQUEST, "bad_request", None, 80, deadline,
-                                      c, costs=costs)  # fmt: skip
+                                      STATUS_BAD_REQUEST, "bad_request", None, nbytes,
+                                      deadline, c, costs=costs)  # fmt: skip
         if policy is not None:
             if policy.limits:
                 if self.finishing:
@@ -398,22 +400,23 @@ def _record(
         rows.append((row, lower, headers[key]))
 
 
-def _cost(c: SimulatedServer | SimulatedClient, row: int, url: str) -> int | None:
+def _cost(c: SimulatedServer | SimulatedClient, row: int, url: str) -> tuple[int | None, str]:
     """The cost an attempt declares (as :func:`ratelab.server.decide.parse_cost` reads the
-    header): the records' ``cost`` column when they have one, else the endpoint's
-    ``X-Ratelab-Cost`` request header, else 1; None if unreadable."""
+    header) and the header's text: the records' ``cost`` column when they have one, else
+    the endpoint's ``X-Ratelab-Cost`` request header, else 1; None if unreadable."""
     column = getattr(c.stamps.store, "cost", None)
     if column is not None:
         value = column[row]
         if value == value:  # not NaN
-            return parse_cost(str(int(value))) if value >= 0 else None
+            text = str(int(value)) if value >= 0 else str(value)
+            return parse_cost(text), text
     specs = getattr(c, "specs", None)
     spec = specs.get(url) if specs else None
     if spec is not None and spec.headers:
-        for name, value in spec.headers.items():
+        for name, text in spec.headers.items():
             if name.lower() == COST_HEADER.lower():
-                return parse_cost(value)
-    return 1
+                return parse_cost(text), text
+    return 1, "1"
 
 
 def _open_client(

@@ -13,6 +13,7 @@ import ratelab as rl
 from ratelab.errors import ConfigError
 from ratelab.protocol.header_reading import read_headers
 from ratelab.protocol.quota import COST_HEADER
+from ratelab.server.decide import cost_error
 from ratelab.simulation.runner import SIMULATION_EPOCH_S
 
 URL = "http://127.0.0.1:8080"  # never contacted
@@ -106,6 +107,7 @@ def test_a_malformed_cost_is_a_400_in_simulation_too() -> None:
     r = _sim(_exp(1, requests=2, workers=1, headers={COST_HEADER: "x"}), server)
     assert r.df.status.tolist() == [400, 400]
     assert r.server_log.decision.tolist() == ["bad_request"] * 2
+    assert (r.df.bytes == len(cost_error("x"))).all()  # the LocalServer's body
 
 
 def test_profiles_refuse_bad_input_naming_it() -> None:
