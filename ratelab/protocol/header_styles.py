@@ -59,6 +59,7 @@ sub-second waits).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -97,6 +98,7 @@ def _down(x: float) -> int:
     return max(0, math.floor(x + 1e-6))
 
 
+@functools.lru_cache(maxsize=256)
 def _sf_string(s: str) -> str:
     """A Structured Field String (RFC 9651 section 3.3.3): printable ASCII, quoted."""
     clean = "".join(c if " " <= c <= "~" else "?" for c in s)
@@ -130,22 +132,30 @@ def _rfc3339(epoch_s: float) -> str:
 def _tightest(quotas: Sequence[Quota]) -> Quota:
     """The most restrictive quota: the lowest remaining share of its limit; of equals, the
     one that resets last."""
+    if len(quotas) == 1:
+        return quotas[0]
     return min(
         quotas,
         key=lambda q: (q.remaining / q.limit if q.limit > 0 else 0.0, -(q.reset_s or 0.0)),
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _policy_item(name: str, limit: float, unit: str, window_s: float | None) -> str:
+    """One quota's ``RateLimit-Policy`` Item (the same in every response: cached)."""
+    item = f"{_sf_string(name)};q={_down(limit)}"
+    qu = _IETF_UNITS.get(unit, unit)
+    if qu is not None:
+        item += f";qu={_sf_string(qu)}"
+    if window_s is not None and unit != "concurrent":
+        item += f";w={max(1, _up(window_s))}"
+    return item
+
+
 def _ietf(quotas: Sequence[Quota]) -> dict[str, str]:
     policy, state = [], []
     for q in quotas:
-        item = f"{_sf_string(q.name)};q={_down(q.limit)}"
-        unit = _IETF_UNITS.get(q.unit, q.unit)
-        if unit is not None:
-            item += f";qu={_sf_string(unit)}"
-        if q.window_s is not None and q.unit != "concurrent":
-            item += f";w={max(1, _up(q.window_s))}"
-        policy.append(item)
+        policy.append(_policy_item(q.name, q.limit, q.unit, q.window_s))
         now = f"{_sf_string(q.name)};r={_down(q.remaining)}"
         if q.reset_s is not None:
             now += f";t={_up(q.reset_s)}"
@@ -249,6 +259,11 @@ def problem_body(style: str | None, violated: Sequence[str]) -> tuple[str, str] 
     one. ``"ietf"`` answers with the draft's problem-details document (section "Quota
     Exceeded"): ``type`` :data:`QUOTA_EXCEEDED`, ``title``, ``status`` 429 and
     ``violated-policies`` (the refusing quotas' names)."""
+    return _problem_body(style, tuple(violated))
+
+
+@functools.lru_cache(maxsize=256)
+def _problem_body(style: str | None, violated: tuple[str, ...]) -> tuple[str, str] | None:
     if style != "ietf":
         return None
     doc = {

@@ -41,6 +41,7 @@ __all__ = [
     "FaultDraws",
     "Policy",
     "ServiceLatency",
+    "cost_error",
     "decide",
     "parse_cost",
     "parse_id",
@@ -101,7 +102,7 @@ class Admission:
     release at the end; the request's declared ``cost`` and the fraction ``actual`` of it
     its response will use."""
 
-    __slots__ = ("actual", "allowed", "body", "charges", "cost", "headers")
+    __slots__ = ("actual", "allowed", "body", "charges", "cost", "headers", "pending")
 
     def __init__(
         self, allowed: bool, headers: dict[str, str], body: tuple[str, str] | None,
@@ -111,6 +112,8 @@ class Admission:
         self.allowed, self.headers, self.body = allowed, headers, body
         self.charges, self.cost = charges, cost
         self.actual = 1.0
+        #: whether :meth:`Policy.finish` has anything to do (a slot, or a refund)
+        self.pending = any(spec.unit == "concurrent" for spec, _, _, _ in charges)
 
     def cost_actual(self) -> int:
         """The units the response used (0 if refused: a refusal is charged nothing)."""
@@ -127,6 +130,14 @@ def parse_cost(value: str | None) -> int | None:
     if not value.isascii() or not value.isdigit() or len(value) > 15:
         return None
     return int(value)
+
+
+def cost_error(value: str | None) -> str:
+    """The body of the 400 answering an unreadable ``X-Ratelab-Cost``."""
+    return (
+        f"invalid {COST_HEADER} header {value!r}: must be a non-negative whole number of"
+        " tokens, such as '500'"
+    )
 
 
 def _quota(name: str, spec: ServerRateLimit, d: Decision, remaining: int) -> Quota:
@@ -183,12 +194,24 @@ class Policy:
         None if no limit applies to ``path``. Atomic: the request is admitted only if every
         limit that applies has room for it (each ``"tokens"`` limit for ``cost``, the others
         for 1), and only then charged to all of them; a refused request is charged nothing."""
+        if len(self.limits) == 1:  # the common case, without the lists
+            spec, lim, name = self.limits[0]
+            if not spec.applies_to(path):
+                return None
+            amount = float(cost) if spec.unit == "tokens" else 1.0
+            d = lim.decide(now, amount)
+            if d.allowed:
+                quota = _quota(name, spec, d, d.remaining)
+                headers = format_headers(self.style, (quota,), now_epoch_s=now_epoch_s)
+                return self._admitted(headers, [(spec, lim, amount, now)], cost)
         applies = [(spec, lim, name) for spec, lim, name in self.limits if spec.applies_to(path)]
         if not applies:
             return None
         amounts = [float(cost) if spec.unit == "tokens" else 1.0 for spec, _, _ in applies]
         pairs = list(zip(applies, amounts, strict=True))
-        if len(applies) == 1:  # one limit: deciding is the check (a refusal charges nothing)
+        if len(self.limits) == 1:  # refused above: deciding was the check, nothing charged
+            decisions = [d]
+        elif len(applies) == 1:  # one limit: deciding is the check (a refusal charges nothing)
             decisions = [applies[0][1].decide(now, amounts[0])]
         else:
             decisions = [lim.peek(now, a) for (_, lim, _), a in pairs]
@@ -198,11 +221,9 @@ class Policy:
             quotas = [_quota(name, spec, d, d.remaining)
                       for (spec, _, name), d in zip(applies, decisions, strict=True)]  # fmt: skip
             headers = format_headers(self.style, quotas, now_epoch_s=now_epoch_s)
-            charges = [(spec, lim, a, now) for (spec, lim, _), a in pairs]
-            adm = Admission(True, headers, None, charges, cost)
-            if self.actual is not None:
-                adm.actual = min(1.0, max(0.0, self.actual.next()))
-            return adm
+            return self._admitted(
+                headers, [(spec, lim, a, now) for (spec, lim, _), a in pairs], cost
+            )
         quotas, violated, retry = [], [], 0.0
         for ((spec, _, name), a), d in zip(pairs, decisions, strict=True):
             # nothing was charged: what a quota that had room reports is before this request
@@ -220,6 +241,17 @@ class Policy:
         )
         return Admission(False, headers, problem_body(self.style, violated), [], cost)
 
+    def _admitted(
+        self, headers: dict[str, str],
+        charges: list[tuple[ServerRateLimit, Limiter | ConcurrencyLimiter, float, float]],
+        cost: int,
+    ) -> Admission:  # fmt: skip
+        adm = Admission(True, headers, None, charges, cost)
+        if self.actual is not None:  # drawn per admitted request, in admission order
+            adm.actual = min(1.0, max(0.0, self.actual.next()))
+            adm.pending = adm.pending or adm.actual < 1.0
+        return adm
+
     def finish(self, adm: Admission, now: float) -> None:
         """The response of an admitted request has ended: release its concurrency slots and
         refund the tokens its response did not use."""
@@ -229,7 +261,7 @@ class Policy:
                 lim.release()  # type: ignore[union-attr]
             elif spec.unit == "tokens" and unused > 0:
                 lim.refund(now, min(amount, unused), at)
-        adm.charges = []
+        adm.charges, adm.pending = [], False
 
 
 def parse_id(value: str | None) -> tuple[str, int, int]:
@@ -306,9 +338,7 @@ async def decide(request: web.Request, handler: _Handler) -> web.StreamResponse:
     try:
         if cost is None:
             status, decision = STATUS_BAD_REQUEST, "bad_request"
-            text = f"invalid {COST_HEADER} header {raw_cost!r}: must be a non-negative whole"
-            text += " number of tokens, such as '500'"
-            return web.Response(status=status, text=text)
+            return web.Response(status=status, text=cost_error(raw_cost))
         if policy is not None:  # rejections are answered at once, without the latency
             if policy.limits:
                 adm = policy.admit(request.path, arrival, cost, epoch_s())
@@ -357,7 +387,7 @@ async def decide(request: web.Request, handler: _Handler) -> web.StreamResponse:
     finally:
         if admitted:
             policy.in_flight -= 1  # type: ignore[union-attr]
-        if adm is not None and adm.allowed:
+        if adm is not None and adm.pending:
             policy.finish(adm, time.monotonic())  # type: ignore[union-attr]
         if not logged:
             state.log.append(row(status, decision))

@@ -147,7 +147,8 @@ class LocalServer:
     ``profile``
         A vendor-shaped server model (``rl.profiles.openai(rpm=..., tpm=...)``,
         ``.anthropic(...)``, ``.github(...)``): its limits, header style and Retry-After
-        behaviour, instead of ``rate_limit`` and ``headers``.
+        behaviour, instead of ``rate_limit`` (and of ``headers`` unless that is given too:
+        the vendor's limits in another style).
     ``max_concurrency``
         At most this many requests in the server at once (counted from admission, through
         the latency delay, to the answer); one more is answered ``overload_status`` (503)
@@ -181,11 +182,13 @@ class LocalServer:
                 raise ConfigError(
                     "profile", profile, "must be a server model such as rl.profiles.openai(...)"
                 )
-            if rate_limit is not None or headers is not _DEFAULT:
+            if rate_limit is not None:
                 raise ConfigError(
-                    "profile", profile, "gives rate_limit and headers itself: pass one or the other"
+                    "profile", profile, "gives the rate limits itself: pass it or rate_limit"
                 )
-            rate_limit, headers = profile.rate_limit, profile.headers
+            rate_limit = profile.rate_limit
+            if headers is _DEFAULT:  # headers= given: the same limits in another style
+                headers = profile.headers
             if actual_cost is None:
                 actual_cost = profile.actual_cost
         if headers is _DEFAULT:
@@ -351,7 +354,8 @@ class LocalServer:
                 out += f", overload_status={self.overload_status}"
         if self.faults is not None:
             out += f", faults={self.faults!r}"
-        if self.profile is None and self.rate_limit and self.headers != "ietf":
+        default = "ietf" if self.profile is None else self.profile.headers
+        if self.rate_limit and self.headers != default:
             out += f", headers={self.headers!r}"
         if self.actual_cost is not None and self.profile is None:
             out += f", actual_cost={self.actual_cost!r}"

@@ -68,6 +68,7 @@ from ratelab.server.decide import (
     FaultDraws,
     Policy,
     ServiceLatency,
+    cost_error,
     parse_cost,
 )
 from ratelab.server.log import RequestLog, Row
@@ -262,13 +263,14 @@ class SimulatedServer(Transport):
         counted = False
         service = 0.0
         answered = True  # False: a reset or a stall, no response
-        cost = _cost(c, row, url)
+        cost, raw = _cost(c, row, url)
         costs = (-1, 0) if cost is None else (cost, cost)
         adm: Admission | None = None
         if cost is None:
+            nbytes = len(cost_error(raw).encode())
             return await self._answer(row, request_id, method, path, arrival, arrival,
-                                      STATUS_BAD_REQUEST, "bad_request", None, 80, deadline,
-                                      c, costs=costs)  # fmt: skip
+                                      STATUS_BAD_REQUEST, "bad_request", None, nbytes,
+                                      deadline, c, costs=costs)  # fmt: skip
         if policy is not None:
             if policy.limits:
                 if self.finishing:
@@ -291,7 +293,7 @@ class SimulatedServer(Transport):
                     heapq.heappop(deps)
                 if len(deps) >= cap:
                     status, decision, nbytes = policy.overload_status, "overloaded", 10
-                    if adm is not None:  # as the LocalServer: charged, released at once
+                    if adm is not None and adm.pending:  # as the LocalServer: at once
                         policy.finish(adm, arrival)
                     return await self._answer(row, request_id, method, path, arrival,
                                               arrival, status, decision, headers, nbytes,
@@ -318,7 +320,7 @@ class SimulatedServer(Transport):
             status, answered = STATUS_CANCELLED, False
         if counted:
             heapq.heappush(self.departures, departure)
-        if adm is not None:
+        if adm is not None and adm.pending:
             self.seq += 1
             heapq.heappush(self.finishing, (departure, self.seq, adm))
         return await self._answer(row, request_id, method, path, arrival, departure, status,
@@ -348,9 +350,7 @@ class SimulatedServer(Transport):
             await asyncio.sleep(delay)
         stamps.store.headers_s[row] = stamps.now() - stamps.t0
         if headers:
-            names = getattr(c, "header_names", None)
-            if names is not None:
-                names.record(stamps.store, row, headers)
+            _record(c, stamps.store.header_rows, row, headers)
         retry_after = headers.get("Retry-After") if headers is not None and status >= 400 else None
         return status, retry_after, nbytes, headers  # the headers: for guards that read them
 
@@ -382,22 +382,41 @@ class SimulatedClient(Transport):
         return await _send(self, self.server, row, method, url, request_id)
 
 
-def _cost(c: SimulatedServer | SimulatedClient, row: int, url: str) -> int | None:
+def _record(
+    c: SimulatedServer | SimulatedClient, rows: list[tuple[int, str, str]], row: int,
+    headers: dict[str, str],
+) -> None:  # fmt: skip
+    """Record the response headers a real transport would (``HeaderNames.wanted``), with
+    the choice of names made once per set of names (a style sends the same names)."""
+    names = getattr(c, "header_names", None)
+    if names is None:
+        return
+    cache: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = c.__dict__.setdefault("_wanted", {})
+    keys = tuple(headers)
+    wanted = cache.get(keys)
+    if wanted is None:
+        wanted = cache[keys] = tuple((k, k.lower()) for k in keys if names.wanted(k))
+    for key, lower in wanted:
+        rows.append((row, lower, headers[key]))
+
+
+def _cost(c: SimulatedServer | SimulatedClient, row: int, url: str) -> tuple[int | None, str]:
     """The cost an attempt declares (as :func:`ratelab.server.decide.parse_cost` reads the
-    header): the records' ``cost`` column when they have one, else the endpoint's
-    ``X-Ratelab-Cost`` request header, else 1; None if unreadable."""
+    header) and the header's text: the records' ``cost`` column when they have one, else
+    the endpoint's ``X-Ratelab-Cost`` request header, else 1; None if unreadable."""
     column = getattr(c.stamps.store, "cost", None)
     if column is not None:
         value = column[row]
         if value == value:  # not NaN
-            return parse_cost(str(int(value))) if value >= 0 else None
+            text = str(int(value)) if value >= 0 else str(value)
+            return parse_cost(text), text
     specs = getattr(c, "specs", None)
     spec = specs.get(url) if specs else None
     if spec is not None and spec.headers:
-        for name, value in spec.headers.items():
+        for name, text in spec.headers.items():
             if name.lower() == COST_HEADER.lower():
-                return parse_cost(value)
-    return 1
+                return parse_cost(text), text
+    return 1, "1"
 
 
 def _open_client(

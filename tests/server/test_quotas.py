@@ -12,6 +12,8 @@ import urllib.request
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ratelab.errors import ConfigError
 from ratelab.experiment.distributions import Fixed, Uniform
@@ -20,7 +22,7 @@ from ratelab.protocol.header_styles import STYLES
 from ratelab.protocol.quota import COST_HEADER
 from ratelab.server.decide import Policy, ServiceLatency, parse_cost
 from ratelab.server.local import LocalServer
-from ratelab.server.policies import ServerRateLimit
+from ratelab.server.policies import ALGORITHMS, ServerRateLimit
 
 RPM = ServerRateLimit(10, 60.0, name="rpm")
 TPM = ServerRateLimit(1000, 60.0, unit="tokens", name="tpm")
@@ -218,3 +220,42 @@ def test_a_profile_on_a_real_server_answers_in_its_vendors_shape() -> None:
     assert h["x-ratelimit-resource"] == "core"
     assert int(h["x-ratelimit-reset"]) - time.time() == pytest.approx(3600, abs=5)
     assert "Retry-After" not in got[2][1]  # the primary limit: wait for x-ratelimit-reset
+
+
+def test_unnamed_limits_are_numbered_in_the_headers() -> None:
+    p = policy(ServerRateLimit(5, 1.0), ServerRateLimit(50, 60.0), TPM, style="ietf")
+    adm = p.admit("/get", 0.0, 1, 1e9)
+    assert adm is not None
+    assert adm.headers["RateLimit"].split(", ") == [
+        '"requests";r=4;t=1', '"requests-2";r=49;t=60', '"tpm";r=999;t=60']  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from(ALGORITHMS), st.sampled_from(ALGORITHMS),
+    st.integers(1, 50), st.integers(100, 5000), st.floats(0.5, 120), st.floats(0.5, 120),
+    st.lists(st.tuples(st.floats(0, 2), st.integers(0, 600)), min_size=1, max_size=40),
+    st.sampled_from(["ietf", "ietf-06", "openai", "anthropic", None]),
+)  # fmt: skip
+def test_waiting_the_advertised_retry_after_admits_the_same_request(
+    alg_r: str, alg_t: str, rpm: int, tpm: int, w_r: float, w_t: float,
+    traffic: list[tuple[float, int]], style: str | None,
+) -> None:  # fmt: skip
+    p = policy(ServerRateLimit(rpm, w_r, algorithm=alg_r, name="r"),
+               ServerRateLimit(tpm, w_t, algorithm=alg_t, unit="tokens", name="t"),
+               style=style)  # fmt: skip
+    now = 1e6
+    for gap, cost in traffic:
+        now += gap
+        adm = p.admit("/get", now, cost, 1e9 + now)
+        assert adm is not None
+        if adm.allowed:
+            continue
+        wait = retry_after_s(adm.headers, now_epoch_s=1e9 + now)
+        if cost > tpm:  # can never pass: no Retry-After at all
+            assert wait is None
+            continue
+        assert wait is not None and wait > 0
+        again = p.admit("/get", now + wait, cost, 1e9 + now + wait)
+        assert again is not None and again.allowed, (now, wait, adm.headers)
+        now += wait

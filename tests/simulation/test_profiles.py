@@ -13,6 +13,7 @@ import ratelab as rl
 from ratelab.errors import ConfigError
 from ratelab.protocol.header_reading import read_headers
 from ratelab.protocol.quota import COST_HEADER
+from ratelab.server.decide import cost_error
 from ratelab.simulation.runner import SIMULATION_EPOCH_S
 
 URL = "http://127.0.0.1:8080"  # never contacted
@@ -106,6 +107,7 @@ def test_a_malformed_cost_is_a_400_in_simulation_too() -> None:
     r = _sim(_exp(1, requests=2, workers=1, headers={COST_HEADER: "x"}), server)
     assert r.df.status.tolist() == [400, 400]
     assert r.server_log.decision.tolist() == ["bad_request"] * 2
+    assert (r.df.bytes == len(cost_error("x"))).all()  # the LocalServer's body
 
 
 def test_profiles_refuse_bad_input_naming_it() -> None:
@@ -117,3 +119,12 @@ def test_profiles_refuse_bad_input_naming_it() -> None:
         rl.LocalServer(profile=rl.profiles.github(), rate_limit="5/1s")
     with pytest.raises(ConfigError, match="profile"):
         rl.LocalServer(profile={"rpm": 5})  # type: ignore[arg-type]
+
+
+def test_a_profile_in_another_header_style() -> None:
+    server = rl.LocalServer(profile=rl.profiles.openai(rpm=60, tpm=6000), headers="ietf")
+    assert "headers='ietf'" in repr(server)
+    r = _sim(_exp(500, requests=2, workers=1), server)
+    h = r.headers
+    assert h[(h.request_id == 1) & (h.name == "ratelimit")].value.tolist() == [
+        '"requests";r=58;t=2, "tokens";r=5000;t=10']  # fmt: skip
