@@ -98,6 +98,19 @@ def _check(exp: Experiment) -> None:
                 f"expresses {', '.join(c.__name__ for c in SUPPORTED)}",
                 f"Run {name} with rl.run(exp), or replace it (e.g. a RateLimit) to get a script",
             )  # fmt: skip
+    for part in exp.strategy.parts:
+        if getattr(part, "unit", "requests") != "requests":
+            raise ConfigError(
+                "strategy", part,
+                "a limit on tokens needs each request's cost, which to_script() does not draw: "
+                "it expresses limits on requests (unit='requests')",
+            )  # fmt: skip
+    if exp.cost is not None:
+        raise ConfigError(
+            "cost", exp.cost,
+            "to_script() does not draw costs or send X-Ratelab-Cost: use cost=None to get a "
+            "script",
+        )  # fmt: skip
     if exp.request is not None:
         raise ConfigError(
             "request", exp.request,
@@ -219,7 +232,7 @@ def _retry(exp: Experiment) -> str:
     if not retries:
         return (
             "MAX_ATTEMPTS = 1  # no retries\nRETRY_STATUSES = ()\nBACKOFF_S = 0.0\n"
-            "MAX_BACKOFF_S = 0.0\nJITTER = False\nHONOR_RETRY_AFTER = False\n"
+            "MAX_BACKOFF_S = 0.0\nJITTER = None\nHONOR_RETRY_AFTER = False\n"
         )
     r = retries[-1]
     return (
@@ -228,7 +241,7 @@ def _retry(exp: Experiment) -> str:
         f"RETRY_STATUSES = {tuple(r.statuses)!r}  # and every exception\n"
         f"BACKOFF_S = {r.backoff_s!r}  # backoff_s * 2**(attempt - 1), capped\n"
         f"MAX_BACKOFF_S = {r.max_backoff_s!r}  # also caps a server's Retry-After\n"
-        f"JITTER = {r.jitter!r}  # full jitter: a uniform draw in [0, backoff)\n"
+        f"JITTER = {r.jitter!r}  # 'full': [0, cap); 'equal': [cap/2, cap); None: cap\n"
         f"HONOR_RETRY_AFTER = {r.honor_retry_after!r}\n"
     )
 
@@ -345,10 +358,16 @@ def retry_after_s(header):
 
 def backoff_s(attempt, retry_after, rng):
     """How long to wait before attempt `attempt + 1`."""
-    if HONOR_RETRY_AFTER and retry_after is not None:
-        return min(retry_after, MAX_BACKOFF_S)  # the server's word, capped
     cap = min(MAX_BACKOFF_S, BACKOFF_S * 2 ** (attempt - 1))
-    return cap * rng.random() if JITTER else cap
+    if HONOR_RETRY_AFTER and retry_after is not None:
+        if JITTER is None:
+            return min(retry_after, MAX_BACKOFF_S)  # the server's word, capped
+        # the server's word plus a random part, so the refused do not all return at once
+        span = cap if JITTER == "full" else cap / 2
+        return min(retry_after, MAX_BACKOFF_S - span) + rng.random() * span
+    if JITTER is None:
+        return cap
+    return cap * rng.random() if JITTER == "full" else cap / 2 + cap * rng.random() / 2
 
 
 async def main(csv_path=None):

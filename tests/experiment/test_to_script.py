@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -119,17 +120,32 @@ def test_retry_honours_retry_after_with_backoff() -> None:
     assert constant(tree, "MAX_BACKOFF_S") == 3.0 and constant(tree, "RETRY_STATUSES") == (
         429, 503,
     )  # fmt: skip
-    assert constant(tree, "JITTER") is True and constant(tree, "HONOR_RETRY_AFTER") is True
+    assert constant(tree, "JITTER") == "full" and constant(tree, "HONOR_RETRY_AFTER") is True
     fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     ns: dict[str, object] = {"HONOR_RETRY_AFTER": True, "MAX_BACKOFF_S": 3.0,
-                             "BACKOFF_S": 0.2, "JITTER": False}  # fmt: skip
+                             "BACKOFF_S": 0.2, "JITTER": None}  # fmt: skip
     exec(compile(ast.Module([fns["backoff_s"], fns["retry_after_s"]], []), "s", "exec"), ns)
     backoff, parse = ns["backoff_s"], ns["retry_after_s"]
     assert parse("2") == 2.0 and parse(None) is None  # type: ignore[operator]
     assert backoff(1, 2.0, None) == 2.0 and backoff(1, 99.0, None) == 3.0  # type: ignore[operator]
     assert backoff(3, None, None) == pytest.approx(0.8)  # type: ignore[operator]
-    _, tree = script(rl.Retry(honor_retry_after=False, jitter=False))
-    assert constant(tree, "HONOR_RETRY_AFTER") is False and constant(tree, "JITTER") is False
+    # with a jitter the script's waits are ratelab's own Retry.backoff, draw for draw
+    for jitter in ("full", "equal", None):
+        ns["JITTER"] = jitter
+        retry = rl.Retry(backoff_s=0.2, max_backoff_s=3.0, jitter=jitter)
+        for attempt, after in ((1, None), (3, None), (1, 2.0), (2, 99.0)):
+            draw = random.Random(attempt)
+            expected = retry.backoff(attempt, after, random.Random(attempt).random())
+            assert backoff(attempt, after, draw) == pytest.approx(expected), (jitter, attempt)
+    _, tree = script(rl.Retry(honor_retry_after=False, jitter=None))
+    assert constant(tree, "HONOR_RETRY_AFTER") is False and constant(tree, "JITTER") is None
+
+
+def test_costs_and_token_limits_are_refused() -> None:
+    with pytest.raises(rl.ConfigError, match="unit='requests'"):
+        script(rl.RateLimit(100, period_s=60, unit="tokens"), cost=10)
+    with pytest.raises(rl.ConfigError, match="cost"):
+        script(rl.RateLimit(5), cost=rl.Uniform(1, 10))
 
 
 def test_open_loop_think_time_methods_and_secrets() -> None:
