@@ -51,6 +51,9 @@ _EXPORTS: dict[str, str] = {
     # simulation: the same run on a virtual clock, against a simulated server
     "simulate": "simulation.runner",
     "asimulate": "simulation.runner",
+    # explore: sliders over an experiment, re-simulated on every change
+    "explore": "explore.explorer",
+    "Explorer": "explore.explorer",
     # server: the local target
     "LocalServer": "server.local",
     "serve": "server.local",
@@ -161,6 +164,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         TokenBucket,
         Unlimited,
     )
+    from ratelab.explore.explorer import Explorer, explore
     from ratelab.notebook import allow_asyncio_run
     from ratelab.server.local import LocalServer, serve
     from ratelab.server.policies import Faults, ServerRateLimit
