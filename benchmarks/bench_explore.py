@@ -58,7 +58,7 @@ def _run(requests: int, smoke: bool) -> dict[str, Any]:
     full_draws = explorer._canvas.full_draws - 1
     explorer.close()
     # side by side: rl.simulate alone, on the same settings
-    from ratelab.explore.controls import ServerConfig, apply_setting
+    from ratelab.explorer.controls import ServerConfig, apply_setting
 
     setting = {"rate": 20.0, "connections": 10, "algorithm": "fixed_window"}
     sim = []

@@ -52,8 +52,8 @@ _EXPORTS: dict[str, str] = {
     "simulate": "simulation.runner",
     "asimulate": "simulation.runner",
     # explore: sliders over an experiment, re-simulated on every change
-    "explore": "explore.explorer",
-    "Explorer": "explore.explorer",
+    "explore": "explorer.panel",
+    "Explorer": "explorer.panel",
     # server: the local target
     "LocalServer": "server.local",
     "serve": "server.local",
@@ -164,7 +164,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         TokenBucket,
         Unlimited,
     )
-    from ratelab.explore.explorer import Explorer, explore
+    from ratelab.explorer.panel import Explorer, explore
     from ratelab.notebook import allow_asyncio_run
     from ratelab.server.local import LocalServer, serve
     from ratelab.server.policies import Faults, ServerRateLimit

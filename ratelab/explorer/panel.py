@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratelab.errors import ConfigError
 from ratelab.experiment.experiment import Experiment
-from ratelab.explore.controls import (
+from ratelab.explorer.controls import (
     Control,
     ServerConfig,
     apply_setting,
@@ -44,7 +44,7 @@ from ratelab.explore.controls import (
     make_controls,
     setting_label,
 )
-from ratelab.explore.figure import Canvas, Line
+from ratelab.explorer.figure import Canvas, Line
 
 if TYPE_CHECKING:
     from ratelab.analysis.result import Result

@@ -1,3 +1,0 @@
-"""The explorer: ``rl.explore(experiment, server, rate=(5, 60), ...)``, sliders over an
-experiment that re-simulate and redraw on every change (needs ipywidgets: the
-``notebooks`` extra)."""
