@@ -42,10 +42,12 @@ class Line:
 
 
 def window_for(duration_s: float) -> float:
-    """A 1-2-5 window giving about 40 bins over ``duration_s`` (at least 1 ms)."""
+    """A 1-2-5 window giving about 40 bins over ``duration_s`` (at least 1 ms), and at least
+    1 s once the run spans 10 s: requests that finish in batches (n connections, a fixed
+    latency) make shorter bins alternate between counts (aliasing), not show the rate."""
     if not duration_s > 0 or not math.isfinite(duration_s):
         return 1.0
-    raw = duration_s / 40
+    raw = duration_s / 40 if duration_s < 10 else max(duration_s / 40, 1.0)
     exp = 10 ** math.floor(math.log10(raw))
     for m in (1, 2, 5, 10):
         if m * exp >= raw:
@@ -124,15 +126,15 @@ def nice_ceiling(value: float) -> float:
     return float(10 * exp)  # pragma: no cover - the loop always returns
 
 
-def sticky(limit: float | None, value: float, floor: float) -> float:
+def sticky(limit: float | None, value: float, floor: float, *, headroom: float = 1.25) -> float:
     """An axis's upper limit for data reaching ``value``: kept while the data fill between
     half of it and all of it (a steady scale makes settings comparable, and a redraw that
-    keeps every axis needs no text drawn), else a new round limit with some headroom."""
+    keeps every axis needs no text drawn), else a round limit above ``value x headroom``."""
     if not math.isfinite(value) or value <= 0:
         value = 0.0
     if limit is not None and 0.5 * limit <= value <= limit:
         return limit
-    return max(nice_ceiling(value * 1.08) if value > 0 else floor, floor)
+    return max(nice_ceiling(value * headroom) if value > 0 else floor, floor)
 
 
 class Canvas:
@@ -189,7 +191,7 @@ class Canvas:
         lines = sorted(lines, key=lambda line: order[line.kind])
         t_end = max((_t_end(ln.result) for ln in lines), default=0.0)
         old = self._limits
-        x_max = sticky(None if old is None else old[0], t_end, 1.0)
+        x_max = sticky(None if old is None else old[0], t_end, 1.0, headroom=1.05)
         window_s = window_for(x_max)
         data = [self._series(ln.result, window_s) for ln in lines]
         y_data = [

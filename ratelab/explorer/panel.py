@@ -262,17 +262,19 @@ class Explorer:
             except Exception as e:  # shown in the panel, raised by wait()
                 error = e
             with self._cv:
-                self._busy = False
                 latest = generation == self._generation
                 if latest:
                     self._error = error
-            if latest:  # superseded results are dropped: only the newest is drawn
-                if frame is not None:
-                    self._publish(frame)
-                else:
-                    self._status.value = _error_html(error)
-            with self._cv:
-                self._cv.notify_all()
+            try:
+                if latest:  # superseded results are dropped: only the newest is drawn
+                    if frame is not None:
+                        self._publish(frame)
+                    else:
+                        self._status.value = _error_html(error)
+            finally:
+                with self._cv:  # busy until drawn: wait() returns with the figure on screen
+                    self._busy = False
+                    self._cv.notify_all()
 
     def _compute(self, generation: int, setting: dict[str, Any], changed_at: float) -> Frame:
         exp, config = apply_setting(self._base, self._base_server, setting)
