@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Explorer", "explore"]
 
+#: how many computed settings' Results an explorer keeps (a 2,000-row Result: ~0.3 MB)
+_KEEP_RESULTS = 64
+
 #: what turns an Experiment and a server description into a Result (default: rl.simulate)
 Simulate = Callable[[Experiment, "LocalServer | None"], "Result"]
 
@@ -152,6 +155,9 @@ class Explorer:
         self._frame: Frame | None = None
         self._error: BaseException | None = None
         self._pins: list[Line] = []
+        #: the Results of the settings computed so far (the newest _KEEP_RESULTS): going
+        #: back to a setting redraws it without simulating it again
+        self._results: dict[tuple[tuple[str, str], ...], Result] = {}
         self._real: tuple[dict[str, Any], Result] | None = None
         self._real_thread: threading.Thread | None = None
         self.real_error: BaseException | None = None
@@ -279,11 +285,13 @@ class Explorer:
     def _compute(self, generation: int, setting: dict[str, Any], changed_at: float) -> Frame:
         exp, config = apply_setting(self._base, self._base_server, setting)
         started = time.perf_counter()
-        shown = self._frame
-        if shown is not None and shown.setting == setting:  # a redraw (pin, real run)
-            result = shown.result
-        else:
+        key = tuple((name, repr(value)) for name, value in setting.items())
+        result = self._results.get(key)  # a redraw (pin, real run) or a setting seen before
+        if result is None:
             result = self._simulate(exp, None if config is None else config.build())
+            if len(self._results) >= _KEEP_RESULTS:
+                self._results.pop(next(iter(self._results)))  # the oldest
+            self._results[key] = result
         simulated = time.perf_counter()
         lines = [*self._pins, Line(result, setting_label(setting), "current")]
         real = self._real

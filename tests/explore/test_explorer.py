@@ -94,7 +94,7 @@ def test_a_change_during_a_computation_supersedes_it() -> None:
         explorer.close()
 
 
-def test_pin_keeps_a_ghost_without_simulating_again() -> None:
+def test_pin_and_a_setting_seen_before_redraw_without_simulating_again() -> None:
     calls: list[rl.Experiment] = []
 
     def simulate(exp: rl.Experiment, server: rl.LocalServer | None) -> rl.Result:
@@ -110,8 +110,10 @@ def test_pin_keeps_a_ghost_without_simulating_again() -> None:
         assert label == "pinned: rate=20" and explorer.pins == [label]
         assert len(calls) == 1  # the pin redrew the same Result
         assert explorer.png != plain  # ... with the ghost line
+        first = explorer.result
         explorer.set(rate=40)
         assert len(calls) == 2 and explorer.pins == [label]
+        assert explorer.set(rate=20) is first and len(calls) == 2  # seen before: kept
         explorer.clear_pins()
         explorer.wait()
         assert explorer.pins == []
