@@ -144,8 +144,7 @@ class Control:
 
     def widget(self) -> Any:
         """The ipywidgets widget for this control (a slider, buttons or a drop-down)."""
-        import ipywidgets as w
-
+        w = ipywidgets()
         style = {"description_width": "110px"}
         layout = w.Layout(width="460px")
         if self.choices is None:
@@ -166,6 +165,15 @@ class Control:
         return w.Dropdown(
             options=options, index=index, description=self.name, style=style, layout=layout
         )
+
+
+def ipywidgets() -> Any:
+    """The ipywidgets module, or an ImportError naming the extra that installs it."""
+    try:
+        import ipywidgets as w
+    except ImportError as e:
+        raise ImportError("rl.explore needs ipywidgets: pip install 'ratelab[notebooks]'") from e
+    return w
 
 
 def _label(choice: object) -> str:

@@ -115,6 +115,9 @@ def _steps(edges: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 #: per panel: the smallest upper limit of its y axis (so an empty panel still has a scale)
 _Y_FLOORS = (1.0, 1.0, 0.01, 1.0)
+#: per panel: how the limit follows the data (the refusal count grows fast with the rate:
+#: more headroom, kept down to a quarter full)
+_Y_STICKY: tuple[dict[str, float], ...] = ({}, {}, {}, {"headroom": 1.6, "keep": 0.25})
 
 
 def nice_ceiling(value: float) -> float:
@@ -126,13 +129,16 @@ def nice_ceiling(value: float) -> float:
     return float(10 * exp)  # pragma: no cover - the loop always returns
 
 
-def sticky(limit: float | None, value: float, floor: float, *, headroom: float = 1.25) -> float:
+def sticky(
+    limit: float | None, value: float, floor: float, *, headroom: float = 1.25, keep: float = 0.5
+) -> float:
     """An axis's upper limit for data reaching ``value``: kept while the data fill between
-    half of it and all of it (a steady scale makes settings comparable, and a redraw that
-    keeps every axis needs no text drawn), else a round limit above ``value x headroom``."""
+    ``keep`` of it and all of it (a steady scale makes settings comparable, and a redraw
+    that keeps every axis needs no text drawn), else a round limit above ``value x
+    headroom``."""
     if not math.isfinite(value) or value <= 0:
         value = 0.0
-    if limit is not None and 0.5 * limit <= value <= limit:
+    if limit is not None and keep * limit <= value <= limit:
         return limit
     return max(nice_ceiling(value * headroom) if value > 0 else floor, floor)
 
@@ -201,7 +207,7 @@ class Canvas:
             max((float(s["refused_t"].size) for s in data), default=0.0),
         ]
         y_max = [
-            sticky(None if old is None else old[i + 1], v, _Y_FLOORS[i])
+            sticky(None if old is None else old[i + 1], v, _Y_FLOORS[i], **_Y_STICKY[i])
             for i, v in enumerate(y_data)
         ]
         limits = (x_max, *y_max)

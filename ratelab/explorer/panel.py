@@ -41,6 +41,7 @@ from ratelab.explorer.controls import (
     ServerConfig,
     apply_setting,
     default_controls,
+    ipywidgets,
     make_controls,
     setting_label,
 )
@@ -176,8 +177,7 @@ class Explorer:
     # -- widgets ---------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
-        import ipywidgets as w
-
+        w = ipywidgets()
         self.controls: dict[str, Any] = {n: c.widget() for n, c in self._specs.items()}
         self._image = w.Image(format="png", layout=w.Layout(width="auto", max_width="100%"))
         self._status = w.HTML()

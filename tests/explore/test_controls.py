@@ -125,3 +125,13 @@ def test_a_value_outside_the_range_starts_at_its_nearest_end() -> None:
         assert explorer.result.experiment.strategy == rl.RateLimit(30) + rl.ConnectionLimit(5)
     finally:
         explorer.close()
+
+
+def test_without_ipywidgets_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # "import ipywidgets" fails
+    recorder = Recorder()
+    with pytest.raises(ImportError, match=r"pip install 'ratelab\[notebooks\]'"):
+        rl.explore(EXP, SERVER, simulate=recorder, rate=(5, 60))
+    assert recorder.calls == []
