@@ -10,9 +10,10 @@ server latency ``Fixed(0.2)`` with ``ServerRateLimit(25)``, seed 1) an explorer 
 each server algorithm. Each change is made like the widget makes it (the control's
 ``value`` is set, its observer fires) and waited for; the time from the change to the new
 PNG in the Image widget is ``Explorer.latencies`` (the worker's own stamps). Reported: its
-distribution, how it splits into simulating and drawing, how many redraws had to draw the
-axes again (sticky limits: most only blit lines), and, side by side, ``rl.simulate`` alone
-on the same settings (the floor the explorer adds its drawing to).
+distribution; the process CPU time per change (all threads: what one idle core would
+take, which the machine's load does not move); how many redraws drew the axes again
+(sticky limits: the rest only blit lines); and, right after each change, ``rl.simulate``
+alone on the same setting (the floor the explorer adds its drawing to), as a ratio per pair.
 
 No kernel or browser: the widgets run without a front end (their messages go nowhere), so
 this is the kernel's side of the latency; the front end then decodes one PNG of ~40 kB.
@@ -43,32 +44,31 @@ def _path(smoke: bool) -> list[tuple[str, object]]:
 
 
 def _run(requests: int, smoke: bool) -> dict[str, Any]:
+    from ratelab.explorer.controls import ServerConfig, apply_setting
+
     server = rl.LocalServer(latency=rl.Fixed(0.2), seed=1, rate_limit=rl.ServerRateLimit(25))
     exp = rl.Experiment(target=TARGET, requests=requests, workers=50, seed=1,
                         strategy=rl.RateLimit(20) + rl.ConnectionLimit(10))  # fmt: skip
     explorer = rl.explore(exp, server, rate=(5, 60), connections=(1, 50), algorithm=ALGORITHMS)
-    path = _path(smoke)
-    cpu = time.process_time()
-    for name, value in path:
+    setting = {"rate": 20.0, "connections": 10, "algorithm": "fixed_window"}
+    cpu, sim, sim_cpu = [], [], []
+    for name, value in _path(smoke):
+        started = time.process_time()
         explorer.controls[name].value = value  # the widget's observer fires, as in a browser
         explorer.wait()
-    cpu = time.process_time() - cpu
-    changes = explorer.latencies[1:]  # [0] is the first draw, when the explorer is built
-    latency = [s for _, s in changes]
-    full_draws = explorer._canvas.full_draws - 1
-    explorer.close()
-    # side by side: rl.simulate alone, on the same settings
-    from ratelab.explorer.controls import ServerConfig, apply_setting
-
-    setting = {"rate": 20.0, "connections": 10, "algorithm": "fixed_window"}
-    sim = []
-    for name, value in path:
+        cpu.append(time.process_time() - started)  # every thread of the process
+        # side by side: rl.simulate alone on the same setting (the floor under the figure)
         setting[name] = value
         e, config = apply_setting(exp, ServerConfig.of(server), setting)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         rl.simulate(e, None if config is None else config.build(), progress=False)
         sim.append(time.perf_counter() - started)
+        sim_cpu.append(time.process_time() - started_cpu)
+    latency = [s for _, s in explorer.latencies[1:]]  # [0]: the first draw, when built
+    full_draws = explorer._canvas.full_draws - 1
+    explorer.close()
     under = sum(s < 0.5 for s in latency)
+    ratios = [a / b for a, b in zip(latency, sim, strict=True)]
     out = {
         "requests": requests,
         "changes": len(latency),
@@ -76,17 +76,21 @@ def _run(requests: int, smoke: bool) -> dict[str, Any]:
         "change_to_figure": describe(latency),
         "p90_s": sorted(latency)[int(0.9 * (len(latency) - 1))],
         "under_0.5s": under,
+        "cpu_s_per_change": cpu,
+        "cpu_per_change": describe(cpu),
         "simulate_alone_s": sim,
         "simulate_alone": describe(sim),
-        "explorer_over_simulate": describe(latency)["median"] / describe(sim)["median"],
+        "simulate_alone_cpu": describe(sim_cpu),
+        "explorer_over_simulate": describe(ratios),
         "full_draws": full_draws,
-        "cpu_s_per_change": cpu / len(path),
     }
     print(
         f"{requests:>5} requests: change -> figure median {out['change_to_figure']['median']:.3f}"
         f" s, p90 {out['p90_s']:.3f} s, max {out['change_to_figure']['max']:.3f} s; "
-        f"{under}/{len(latency)} under 0.5 s; simulate alone median "
-        f"{out['simulate_alone']['median']:.3f} s; {full_draws} full draws",
+        f"{under}/{len(latency)} under 0.5 s; CPU per change median "
+        f"{out['cpu_per_change']['median']:.3f} s (simulate alone "
+        f"{out['simulate_alone_cpu']['median']:.3f} s); explorer / simulate alone (pairs) "
+        f"median {out['explorer_over_simulate']['median']:.2f}; {full_draws} full draws",
         flush=True,
     )
     return out
@@ -111,7 +115,15 @@ def main() -> None:
         headline(
             f"explore: change -> figure, p90 s ({sizes[-1]} requests)", largest["p90_s"], "< 0.5"
         ),
-        headline("explore / simulate alone (median)", largest["explorer_over_simulate"]),
+        headline(
+            f"explore: CPU s per change, median ({sizes[-1]} requests)",
+            largest["cpu_per_change"]["median"],
+            "< 0.5",
+        ),
+        headline(
+            "explore / simulate alone (median of pairs)",
+            largest["explorer_over_simulate"]["median"],
+        ),
     ]
     write_report(report, default_out("explore", args))
 

@@ -330,6 +330,16 @@ class Explorer:
             if name not in self.controls:
                 raise ConfigError(name, value, f"is not one of this explorer's controls: "
                                   f"{', '.join(self.controls)}")  # fmt: skip
+            spec = self._specs[name]
+            if spec.choices is not None:
+                if not any(value == c for c in spec.choices):
+                    raise ConfigError(name, value, f"must be one of {list(spec.choices)!r}")
+            elif not (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and spec.low <= value <= spec.high  # type: ignore[operator]
+            ):
+                raise ConfigError(name, value, f"must be a number in {spec.low}..{spec.high}")
         for name, value in values.items():
             self.controls[name].value = value
         return self.wait()

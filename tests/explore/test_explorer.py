@@ -121,13 +121,16 @@ def test_pin_and_a_setting_seen_before_redraw_without_simulating_again() -> None
         explorer.close()
 
 
-def test_set_refuses_a_name_that_is_not_a_control() -> None:
+def test_set_refuses_a_name_that_is_not_a_control_or_a_value_off_the_slider() -> None:
     exp = rl.Experiment(target=TARGET, requests=20, seed=1, strategy=rl.RateLimit(20))
     explorer = rl.explore(exp, SERVER, rate=(5, 60))
     try:
         with pytest.raises(rl.ConfigError) as info:
             explorer.set(connections=3)
         assert info.value.parameter == "connections"
+        with pytest.raises(rl.ConfigError, match=r"in 5\.0\.\.60\.0"):
+            explorer.set(rate=100)  # the slider would clamp it silently to 60
+        assert explorer.controls["rate"].value == 20
     finally:
         explorer.close()
 
