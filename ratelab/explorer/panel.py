@@ -79,6 +79,7 @@ class Frame:
     changed_at: float  # time.perf_counter() when the change arrived
     simulate_s: float
     draw_s: float
+    fresh: bool = True  # simulated now (False: a Result kept from before)
 
 
 def explore(
@@ -287,6 +288,7 @@ class Explorer:
         started = time.perf_counter()
         key = tuple((name, repr(value)) for name, value in setting.items())
         result = self._results.get(key)  # a redraw (pin, real run) or a setting seen before
+        fresh = result is None
         if result is None:
             result = self._simulate(exp, None if config is None else config.build())
             if len(self._results) >= _KEEP_RESULTS:
@@ -299,7 +301,7 @@ class Explorer:
             lines.append(Line(real[1], "real run", "real"))
         png = self._canvas.render(lines)
         return Frame(generation, dict(setting), exp, config, result, png, changed_at,
-                     simulated - started, time.perf_counter() - simulated)  # fmt: skip
+                     simulated - started, time.perf_counter() - simulated, fresh)  # fmt: skip
 
     def _publish(self, frame: Frame) -> None:
         self._frame = frame
@@ -441,9 +443,10 @@ def _numbers(result: Result, label: str) -> str:
 
 def _status_html(frame: Frame, real_note: str) -> str:
     virtual_s = frame.result.meta.get("virtual_s", float("nan"))
+    how = f"simulated in {frame.simulate_s:.2f} s" if frame.fresh else "simulated before"
     timing = (
         f"<span style='color:#777'>{len(frame.result.df):,} attempts, {virtual_s:.1f} s "
-        f"simulated in {frame.simulate_s:.2f} s, drawn in {frame.draw_s:.2f} s</span>"
+        f"{how}, drawn in {frame.draw_s:.2f} s</span>"
     )
     lines = [_numbers(frame.result, "simulated"), timing]
     if real_note:

@@ -110,6 +110,7 @@ def test_pin_and_a_setting_seen_before_redraw_without_simulating_again() -> None
         assert label == "pinned: rate=20" and explorer.pins == [label]
         assert len(calls) == 1  # the pin redrew the same Result
         assert explorer.png != plain  # ... with the ghost line
+        assert "simulated before" in explorer._status.value
         first = explorer.result
         explorer.set(rate=40)
         assert len(calls) == 2 and explorer.pins == [label]
