@@ -200,7 +200,15 @@ class Explorer:
         )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.panel._repr_mimebundle_(**kwargs)
+        """The panel, plus the figure on screen as a PNG for what cannot show widgets
+        (GitHub, nbconvert, an untrusted notebook). JupyterLab prefers the widget."""
+        import base64
+
+        bundle = dict(self.panel._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = repr(self)
+        if self._frame is not None:
+            bundle["image/png"] = base64.b64encode(self._frame.png).decode("ascii")
+        return bundle
 
     def __repr__(self) -> str:
         return f"Explorer({setting_label(self.setting)})"

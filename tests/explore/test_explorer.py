@@ -158,3 +158,17 @@ def test_run_it_for_real_runs_the_setting_against_a_local_server() -> None:
         assert "real run" not in explorer._status.value
     finally:
         explorer.close()
+
+
+def test_the_display_carries_the_widget_and_a_static_figure() -> None:
+    import base64
+
+    exp = rl.Experiment(target=TARGET, requests=20, seed=1, strategy=rl.RateLimit(20))
+    explorer = rl.explore(exp, SERVER, rate=(5, 60))
+    try:
+        bundle = explorer._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+        assert base64.b64decode(bundle["image/png"]) == explorer.png
+        assert bundle["text/plain"] == "Explorer(rate=20)"
+    finally:
+        explorer.close()
