@@ -53,6 +53,9 @@ _EXPORTS: dict[str, str] = {
     # simulation: the same run on a virtual clock, against a simulated server
     "simulate": "simulation.runner",
     "asimulate": "simulation.runner",
+    # explore: sliders over an experiment, re-simulated on every change
+    "explore": "explorer.panel",
+    "Explorer": "explorer.panel",
     # server: the local target
     "LocalServer": "server.local",
     "serve": "server.local",
@@ -169,6 +172,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         TokenBucket,
         Unlimited,
     )
+    from ratelab.explorer.panel import Explorer, explore
     from ratelab.notebook import allow_asyncio_run
     from ratelab.server import profiles
     from ratelab.server.local import LocalServer, serve

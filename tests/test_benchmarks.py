@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_ALL = ROOT / "benchmarks" / "run_all.py"
 NAMES = (
     "overhead", "rate", "timing", "memory", "recipe", "uvloop", "httpx", "instructions",
-    "analysis", "simulate", "fidelity",
+    "analysis", "simulate", "fidelity", "explore",
 )  # fmt: skip
 MACHINE_KEYS = {"platform", "python", "cpu_count", "packages", "date"}
 

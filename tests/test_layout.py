@@ -14,7 +14,8 @@ import ratelab
 
 PACKAGE = Path(ratelab.__file__).resolve().parent
 LAYERS = (
-    "experiment", "client", "records", "server", "simulation", "analysis", "cli", "testing"
+    "experiment", "client", "records", "server", "simulation", "analysis", "cli", "testing",
+    "protocol", "explorer",
 )  # fmt: skip
 
 
