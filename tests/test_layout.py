@@ -96,6 +96,16 @@ def test_no_import_circles() -> None:
     assert _find_circle(_graph()) is None
 
 
+def test_protocol_imports_nothing_else_of_ratelab() -> None:
+    """Server and client both read the wire's formats; neither may come in through them."""
+    graph = _graph()
+    protocol = [name for name in _modules() if name.startswith("ratelab.protocol")]
+    assert len(protocol) >= 4, protocol
+    for name in protocol:
+        other = {m for m in graph[name] if not m.startswith("ratelab.protocol")}
+        assert not other, (name, sorted(other))
+
+
 def test_analysis_never_imports_the_client_the_server_or_aiohttp() -> None:
     graph = _graph()
     for name, path in _modules().items():
