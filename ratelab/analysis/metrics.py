@@ -215,14 +215,21 @@ def throughput(data: pd.DataFrame | Result, *, window_s: float = 1.0) -> pd.Data
 _NICE_STEPS = (1.0, 2.0, 5.0)
 
 
-def auto_window_s(duration_s: float, *, bins: int = 25) -> float:
+def auto_window_s(duration_s: float, *, events: int | None = None, bins: int = 25,
+                  per_bin: float = 4.0) -> float:  # fmt: skip
     """A throughput bin width (s) for a run of ``duration_s`` seconds: the smallest of
-    1, 2, 5 x 10^k that gives at most ``bins`` bins: 0.05 s for a 1.2 s run (which
-    one-second bins would draw as one flat step), 0.5 s for 10 s, 1 s for 20 s. A
-    non-positive or non-finite duration gets 1 s."""
+    1, 2, 5 x 10^k that gives at most ``bins`` bins and, when the run's number of
+    ``events`` (e.g. completions) is given, at least ``per_bin`` of them per bin on average
+    (fewer make a steady rate alias into a saw-tooth: 5/s in 0.5 s bins reads 4, 6, 4, 6).
+    0.05 s for a 1.2 s run of many requests (which one-second bins would draw as one flat
+    step), 0.5 s for 10 s, 1 s for 20 s; 1 s for 50 requests over 10 s. A non-positive or
+    non-finite duration gets 1 s."""
     if not (np.isfinite(duration_s) and duration_s > 0):
         return 1.0
-    target = float(duration_s) / bins
+    n_bins = float(bins)
+    if events is not None and events > 0:
+        n_bins = max(1.0, min(n_bins, events / per_bin))
+    target = float(duration_s) / n_bins
     exp = np.floor(np.log10(target))
     for step in (*_NICE_STEPS, 10.0):
         width = step * 10.0**exp

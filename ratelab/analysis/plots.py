@@ -121,8 +121,13 @@ def _span_s(runs: list[tuple[str, pd.DataFrame, Any]]) -> float:
 
 
 def _window(window_s: float | None, runs: list[tuple[str, pd.DataFrame, Any]]) -> float:
-    """``window_s``, or (None) a bin width chosen from the runs' length."""
-    return analysis.auto_window_s(_span_s(runs)) if window_s is None else window_s
+    """``window_s``, or (None) a bin width chosen from the runs' length and from the
+    completions of the sparsest run (a few per bin at least)."""
+    if window_s is not None:
+        return window_s
+    done = [int(np.isfinite(time_column(df, "done_s")).sum()) for _, df, _ in runs]
+    events = min((n for n in done if n > 0), default=None)
+    return analysis.auto_window_s(_span_s(runs), events=events)
 
 
 def _strategy(res: Any) -> Any:
@@ -299,9 +304,9 @@ def plot_throughput(
 ) -> Axes:  # fmt: skip
     """Requests per second over time, one step line per run (bins of ``window_s`` s).
 
-    ``window_s`` None (the default) chooses the bin from the runs' length
-    (:func:`~ratelab.analysis.metrics.auto_window_s`: about 25 bins, 0.05 s for a 1.2 s
-    run); the y label says the width. ``kind``: ``"done"`` (attempts completed, failures
+    ``window_s`` None (the default) chooses the bin from the runs' length and size
+    (:func:`~ratelab.analysis.metrics.auto_window_s`: at most 25 bins, a few completions
+    per bin); the y label says the width. ``kind``: ``"done"`` (attempts completed, failures
     included), ``"sent"``, or ``"both"`` (sent as a thin dotted line on top). Several runs
     get different line styles (solid, dashed, dotted, ...), so a line lying on another
     still shows. A run whose strategy has a ``rate_limit_per_s`` gets a dashed horizontal

@@ -59,6 +59,14 @@ def test_auto_window_s_gives_at_most_25_nice_bins(duration_s: float, window_s: f
         assert duration_s / window_s <= 25
 
 
+def test_auto_window_s_keeps_a_few_events_per_bin() -> None:
+    # 50 requests at 5/s over 10 s: 0.5 s bins hold 2 or 3 (a 4, 6, 4, 6 saw-tooth)
+    assert analysis.auto_window_s(10.0) == 0.5
+    assert analysis.auto_window_s(10.0, events=50) == 1.0  # 5 per bin: a flat 5/s
+    assert analysis.auto_window_s(1.2, events=1000) == 0.05  # many events: length decides
+    assert analysis.auto_window_s(1.2, events=2) == 2.0  # one bin for the whole run
+
+
 def test_throughput_bin_counts() -> None:
     df = intervals([0.1, 0.2, 1.5, 2.9], [0.5, 1.2, 1.7, 3.0])
     tp = throughput(df)

@@ -156,15 +156,15 @@ def test_throughput_rate_limit_line() -> None:
 
 
 def test_throughput_bin_follows_the_run_length_and_is_named() -> None:
-    # a 1.2 s run: 20 at once, then 20/s (aiolimiter's burst). In one-second bins it was
-    # one flat step per second; by default the bin is chosen from the length (0.05 s)
-    sent = np.concatenate((np.zeros(20), np.arange(1, 25) * 0.05))
-    df = make_frame(scheduled_s=np.zeros(sent.size), sent_s=sent, done_s=sent + 0.01)
+    # a 1.2 s run: 80 at once, then 100/s (a burst). In one-second bins it was one flat
+    # step per second; by default the bin is chosen from the length (0.05 s)
+    sent = np.concatenate((np.zeros(80), np.arange(1, 121) * 0.01))
+    df = make_frame(scheduled_s=np.zeros(sent.size), sent_s=sent, done_s=sent + 0.001)
     ax = plots.plot_throughput(df, kind="sent")
     assert ax.get_ylabel() == "sent (req/s, 0.05 s bins)"
     (line,) = run_lines(ax)
     y = np.asarray(line.get_ydata())
-    assert y[0] == 20 / 0.05 and set(y[1:-1]) == {20.0}  # the burst, then the steady 20/s
+    assert y[0] == (80 + 4) / 0.05 and set(y[1:-2]) == {100.0}  # the burst, then 100/s
     # dashboards and compare choose the same way; a given window_s is kept
     fig = plots.dashboard(df)
     assert any(ax.get_ylabel() == "requests (req/s, 0.05 s bins)" for ax in fig.axes)
