@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ratelab.analysis.frames import finite, labelled_runs, ok_mask, records_frame, time_column
+from ratelab.errors import ConfigError
 
 if TYPE_CHECKING:
     from ratelab.analysis.result import Result
@@ -34,10 +35,12 @@ __all__ = [
     "PHASES",
     "SUMMARY_COLUMNS",
     "WindowStats",
+    "auto_window_s",
     "concurrency",
     "latency",
     "max_sent_column",
     "phase_means",
+    "strategy_burst_s",
     "summary",
     "summary_columns",
     "throughput",
@@ -50,8 +53,13 @@ __all__ = [
 #: schedules such as ``k * 0.05``, which should put request 20 exactly at 1.0 s.
 _EDGE_EPS = 1e-9
 
-#: Fraction of completions dropped at each end for ``steady_rate_per_s``.
-_STEADY_TRIM = 0.10
+#: Tolerance (in bins) on a throughput bin's left edge, for the same float rounding.
+_BIN_EPS = 1e-9
+
+#: The attributes of a strategy part that make it burst at the start, and how long that
+#: burst can last (s): aiolimiter's ``RateLimit`` and ``SharedRateLimit`` a ``period_s``,
+#: a ``SlidingWindow`` a ``window_s``, a ``TokenBucket`` ``burst / rate_per_s``.
+_BURST_ATTRS: tuple[str, ...] = ("period_s", "window_s")
 
 #: The columns of :func:`summary` at the default ``window_s=1.0`` (after ``strategy`` and
 #: ``workers`` for Results). The busiest-window column is named after the window
@@ -186,10 +194,12 @@ def throughput(data: pd.DataFrame | Result, *, window_s: float = 1.0) -> pd.Data
             {"t_s": np.zeros(0), "sent_per_s": np.zeros(0), "done_per_s": np.zeros(0)}
         )
     t_max = max(sent.max(initial=0.0), done.max(initial=0.0))
-    n_bins = int(t_max // window_s) + 1
+    # a time within float rounding of a bin's start is in that bin: 7 * 0.05 (0.35000000000000003)
+    # and 0.35 / 0.05 (6.999999999999999) both belong to bin 7
+    n_bins = int(np.floor(t_max / window_s + _BIN_EPS)) + 1
 
     def counts(t: np.ndarray) -> np.ndarray:
-        idx = np.clip((t // window_s).astype(np.int64), 0, n_bins - 1)
+        idx = np.clip(np.floor(t / window_s + _BIN_EPS).astype(np.int64), 0, n_bins - 1)
         return np.bincount(idx, minlength=n_bins)
 
     return pd.DataFrame(
@@ -199,6 +209,33 @@ def throughput(data: pd.DataFrame | Result, *, window_s: float = 1.0) -> pd.Data
             "done_per_s": counts(done) / window_s,
         }
     )
+
+
+#: Bin widths :func:`auto_window_s` chooses from: 1, 2, 5 times a power of ten.
+_NICE_STEPS = (1.0, 2.0, 5.0)
+
+
+def auto_window_s(duration_s: float, *, events: int | None = None, bins: int = 25,
+                  per_bin: float = 4.0) -> float:  # fmt: skip
+    """A throughput bin width (s) for a run of ``duration_s`` seconds: the smallest of
+    1, 2, 5 x 10^k that gives at most ``bins`` bins and, when the run's number of
+    ``events`` (e.g. completions) is given, at least ``per_bin`` of them per bin on average
+    (fewer make a steady rate alias into a saw-tooth: 5/s in 0.5 s bins reads 4, 6, 4, 6).
+    0.05 s for a 1.2 s run of many requests (which one-second bins would draw as one flat
+    step), 0.5 s for 10 s, 1 s for 20 s; 1 s for 50 requests over 10 s. A non-positive or
+    non-finite duration gets 1 s."""
+    if not (np.isfinite(duration_s) and duration_s > 0):
+        return 1.0
+    n_bins = float(bins)
+    if events is not None and events > 0:
+        n_bins = max(1.0, min(n_bins, events / per_bin))
+    target = float(duration_s) / n_bins
+    exp = np.floor(np.log10(target))
+    for step in (*_NICE_STEPS, 10.0):
+        width = step * 10.0**exp
+        if width >= target * (1 - 1e-12):
+            return float(f"{width:.12g}")  # 0.05, not 0.05000000000000001
+    return float(10.0 ** (exp + 1))  # pragma: no cover - the loop always returns
 
 
 def concurrency(data: pd.DataFrame | Result) -> pd.DataFrame:
@@ -326,7 +363,51 @@ def _stats(a: np.ndarray) -> tuple[float, float]:
     return (float(a.mean()), float(a.max())) if a.size else (float("nan"), float("nan"))
 
 
-def _summary_row(df: pd.DataFrame, window_s: float) -> dict[str, Any]:
+def strategy_burst_s(strategy: Any) -> float:
+    """How long (s) a strategy's initial burst can last: the longest first period of its
+    rate limits (``RateLimit``/``SharedRateLimit``: ``period_s``; ``SlidingWindow``:
+    ``window_s``; ``TokenBucket``: ``burst / rate_per_s``), 0 when none of its parts has
+    one (or ``strategy`` is None).
+
+    ``RateLimit(20)`` is aiolimiter's bucket of 20, full at the start: 20 requests go at
+    once and the bucket then drains at 20/s, so 39 are sent in the first second. From the
+    end of its first period on, requests leave at the steady rate (in a closed loop; an open
+    loop arriving faster than the limit keeps the burst going longer: 30/s against 20/s
+    fills the bucket only at 20 + 20t = 30t, t = 2 s). The strategy description is read by
+    its attributes: nothing of the client is imported.
+    """
+    longest = 0.0
+    parts = getattr(strategy, "parts", None) or ((strategy,) if strategy is not None else ())
+    for part in parts:
+        for attr in _BURST_ATTRS:
+            value = getattr(part, attr, None)
+            if isinstance(value, int | float) and np.isfinite(value):
+                longest = max(longest, float(value))
+        burst, rate = getattr(part, "burst", None), getattr(part, "rate_per_s", None)
+        if isinstance(burst, int | float) and isinstance(rate, int | float) and rate > 0:
+            longest = max(longest, float(burst) / float(rate))
+    return longest
+
+
+def _steady_rate(sent: np.ndarray, done: np.ndarray, cut_s: float) -> float:
+    """The steady completion rate (1/s) of the attempts sent at or after ``cut_s`` (s):
+    the least-squares slope of their cumulative count of completions against time. It is
+    exactly r for completions every 1/r s, and also for batches (k completions at once every
+    k/r s, as a connection cap of k with a fixed latency gives), where (count - 1) / span
+    would not be. NaN for fewer than two completions or none apart (never left the burst)."""
+    keep = np.isfinite(sent) & np.isfinite(done) & (sent >= cut_s - _EDGE_EPS)
+    d = np.sort(done[keep])
+    if d.size < 2:
+        return float("nan")
+    dt = d - d.mean()
+    var = float(np.dot(dt, dt))
+    if not var > 0:
+        return float("nan")
+    n = np.arange(d.size, dtype=np.float64)
+    return float(np.dot(dt, n - n.mean()) / var)
+
+
+def _summary_row(df: pd.DataFrame, window_s: float, burst: float) -> dict[str, Any]:
     ok = ok_mask(df)
     attempts = len(df)
     n_ok = int(ok.sum())
@@ -341,14 +422,11 @@ def _summary_row(df: pd.DataFrame, window_s: float) -> dict[str, Any]:
     has_span = bool(duration > 0)
     rate = done_f.size / duration if has_span else float("nan")
 
-    # Steady rate: drop the first and last 10% of completions, then (m - 1) gaps over the
-    # span of the m that remain (exactly r for completions every 1/r s).
-    d = np.sort(done_f)
-    k = int(d.size * _STEADY_TRIM)
-    mid = d[k : d.size - k]
-    steady = float("nan")
-    if mid.size >= 2 and mid[-1] > mid[0]:
-        steady = (mid.size - 1) / float(mid[-1] - mid[0])
+    # Steady rate: the attempts sent after the initial burst (the first period of every
+    # rate limit); the slope of their completions' cumulative count over time.
+    first = float(np.nanmin(sent)) if np.isfinite(sent).any() else 0.0
+    origin = t_start if np.isfinite(t_start) else first
+    steady = _steady_rate(sent, done, origin + burst)
 
     lat_mask = np.isfinite(sent) & np.isfinite(done)
     lat = done[lat_mask] - sent[lat_mask]
@@ -393,7 +471,7 @@ def _summary_row(df: pd.DataFrame, window_s: float) -> dict[str, Any]:
     }
 
 
-def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
+def summary(data: Any, *, window_s: float = 1.0, burst_s: float | None = None) -> pd.DataFrame:
     """One row of headline numbers per run (a frame, a Result, or a list of them).
 
     The index is the run's label (``"run"`` for a bare frame, ``"run i"`` for the i-th
@@ -404,8 +482,11 @@ def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
       attempts); ``errors_by_kind`` a dict such as ``{"HTTP 500": 3, "TimeoutError": 2}``
       (exception name, else ``"HTTP nnn"``), largest first
     * ``duration_s`` first ``scheduled_s`` to last ``done_s``; ``rate_per_s`` ended
-      attempts / duration; ``steady_rate_per_s`` the rate of the middle 80% of
-      completions (first and last 10% by time dropped): (m - 1) / their time span
+      attempts / duration; ``steady_rate_per_s`` the rate after the initial burst: over
+      the attempts sent at least ``burst_s`` after the start, the least-squares slope of
+      the cumulative count of their completions against time (exactly r for completions
+      every 1/r s, or in batches of k every k/r s; NaN when fewer than two were sent after
+      the burst)
     * ``peak_in_flight``, ``mean_in_flight`` (time-weighted over the duration)
     * ``latency_p50_s`` / ``p90`` / ``p99`` (linear-interpolated quantiles of
       ``done_s - sent_s`` over attempts with both, failures included)
@@ -418,7 +499,16 @@ def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
       ``littles_law_ratio`` = ``mean_in_flight`` / that. Both measure the same area, so
       the ratio is 1 up to rounding unless some times are inconsistent (e.g. a request
       sent before the first one was scheduled).
+
+    ``burst_s`` (s): how much of the start ``steady_rate_per_s`` leaves out. None (the
+    default): for a Result, :func:`strategy_burst_s` of its strategy (``RateLimit(20)``: 1 s, so
+    aiolimiter's initial burst of 20 extra requests is not counted as steady); for a bare
+    frame, 0.
     """
+    if burst_s is not None and not (
+        isinstance(burst_s, int | float) and np.isfinite(burst_s) and burst_s >= 0
+    ):
+        raise ConfigError("burst_s", burst_s, "a finite number of seconds >= 0, or None")
     runs = labelled_runs(data)
     rows: list[dict[str, Any]] = []
     labels: list[str] = []
@@ -429,13 +519,21 @@ def summary(data: Any, *, window_s: float = 1.0) -> pd.DataFrame:
             exp = getattr(res, "experiment", None)
             row["strategy"] = repr(exp.strategy) if exp is not None else None
             row["workers"] = exp.workers if exp is not None else None
-        row.update(_summary_row(df, window_s))
+        if burst_s is not None:
+            burst = float(burst_s)
+        else:
+            burst = strategy_burst_s(_strategy_of(res))
+        row.update(_summary_row(df, window_s, burst))
         rows.append(row)
         labels.append(label)
     cols = (["strategy", "workers"] if any_result else []) + list(
         summary_columns(window_s=window_s)
     )
     return pd.DataFrame(rows, index=pd.Index(labels, name="label"), columns=cols)
+
+
+def _strategy_of(res: Any) -> Any:
+    return getattr(getattr(res, "experiment", None), "strategy", None)
 
 
 #: Phases of :func:`phase_means`, in the order a request lives through them.

@@ -98,6 +98,38 @@ def _color(i: int) -> str:
     return f"C{i % 10}"
 
 
+#: Line styles of runs 0, 1, 2, ... where runs share an Axes: a line that lies on another
+#: still shows (solid, dashed, dotted, dash-dot), and the first runs are drawn wider.
+_RUN_STYLES: tuple[str, ...] = ("-", "--", ":", "-.")
+
+
+def _style(i: int) -> dict[str, Any]:
+    """The linestyle and width of run ``i`` on a shared Axes."""
+    return {"linestyle": _RUN_STYLES[i % len(_RUN_STYLES)], "linewidth": max(2.4 - 0.4 * i, 1.2)}
+
+
+def _span_s(runs: list[tuple[str, pd.DataFrame, Any]]) -> float:
+    """The latest ``sent_s``/``done_s`` of any run (s): how long the throughput axis is."""
+    latest = 0.0
+    for _, df, _ in runs:
+        for col in ("sent_s", "done_s"):
+            t = time_column(df, col)
+            t = t[np.isfinite(t)]
+            if t.size:
+                latest = max(latest, float(t.max()))
+    return latest
+
+
+def _window(window_s: float | None, runs: list[tuple[str, pd.DataFrame, Any]]) -> float:
+    """``window_s``, or (None) a bin width chosen from the runs' length and from the
+    completions of the sparsest run (a few per bin at least)."""
+    if window_s is not None:
+        return window_s
+    done = [int(np.isfinite(time_column(df, "done_s")).sum()) for _, df, _ in runs]
+    events = min((n for n in done if n > 0), default=None)
+    return analysis.auto_window_s(_span_s(runs), events=events)
+
+
 def _strategy(res: Any) -> Any:
     exp = getattr(res, "experiment", None)
     return getattr(exp, "strategy", None)
@@ -232,11 +264,13 @@ def plot_timeline(
 
 def _draw_throughput(
     ax: Axes, runs: list[tuple[str, pd.DataFrame, Any]], colors: list[str], window_s: float,
-    kind: str,
+    kind: str, styles: list[dict[str, Any]] | None = None,
 ) -> None:  # fmt: skip
     drawn: set[tuple[str, float]] = set()
     many = len(runs) > 1
-    for (label, df, res), color in zip(runs, colors, strict=True):
+    if styles is None:
+        styles = [_style(i) if many else _style(0) for i in range(len(runs))]
+    for (label, df, res), color, style in zip(runs, colors, styles, strict=True):
         tp = analysis.throughput(df, window_s=window_s)
         if len(tp):
             x = np.append(tp["t_s"].to_numpy(), tp["t_s"].iloc[-1] + window_s)
@@ -244,13 +278,16 @@ def _draw_throughput(
                 y = tp["done_per_s"].to_numpy()
                 name = label if kind == "done" else _sub(label, "completed", many)
                 ax.plot(x, np.append(y, y[-1]), drawstyle="steps-post", color=color,
-                        linewidth=1.6, label=name, gid="run")  # fmt: skip
+                        label=name, gid="run", **style)  # fmt: skip
             if kind in ("sent", "both"):
                 y = tp["sent_per_s"].to_numpy()
                 name = label if kind == "sent" else _sub(label, "sent", many)
-                ax.plot(x, np.append(y, y[-1]), drawstyle="steps-post", color=color,
-                        linewidth=1.0, alpha=0.6 if kind == "both" else 1.0,
-                        linestyle="-" if kind == "sent" else (0, (4, 2)), label=name,
+                # beside "completed" it is thin, dotted and on top: both show where they meet
+                sent_style = style if kind == "sent" else {
+                    "linestyle": (0, (1.5, 1.5)), "linewidth": 1.4, "zorder": 2.5,
+                    "alpha": 0.9, "color": color if many else "0.15"}  # fmt: skip
+                ax.plot(x, np.append(y, y[-1]), drawstyle="steps-post",
+                        **({"color": color} | sent_style), label=name,
                         gid="run" if kind == "sent" else "run_sent")  # fmt: skip
         strategy = _strategy(res)
         rate = getattr(strategy, "rate_limit_per_s", None)
@@ -258,22 +295,28 @@ def _draw_throughput(
             _hline(ax, "rate_limit", float(rate), f"rate limit {rate:g}/s", drawn)
     ax.set_xlabel(_TIME_LABEL)
     noun = {"done": "completed", "sent": "sent", "both": "requests"}[kind]
-    ax.set_ylabel(f"{noun} per {window_s:g} s (req/s)")
+    ax.set_ylabel(f"{noun} (req/s, {window_s:g} s bins)")
 
 
 def plot_throughput(
-    r_or_list: Data, *, ax: Axes | None = None, window_s: float = 1.0, kind: str = "done"
-) -> Axes:
+    r_or_list: Data, *, ax: Axes | None = None, window_s: float | None = None,
+    kind: str = "done",
+) -> Axes:  # fmt: skip
     """Requests per second over time, one step line per run (bins of ``window_s`` s).
 
-    ``kind``: ``"done"`` (attempts completed, failures included), ``"sent"``, or
-    ``"both"`` (sent as a thin dashed line). A run whose strategy has a ``rate_limit_per_s``
-    gets a dashed horizontal line at that rate, labelled e.g. ``"rate limit 20/s"``.
+    ``window_s`` None (the default) chooses the bin from the runs' length and size
+    (:func:`~ratelab.analysis.metrics.auto_window_s`: at most 25 bins, a few completions
+    per bin); the y label says the width. ``kind``: ``"done"`` (attempts completed, failures
+    included), ``"sent"``, or ``"both"`` (sent as a thin dotted line on top). Several runs
+    get different line styles (solid, dashed, dotted, ...), so a line lying on another
+    still shows. A run whose strategy has a ``rate_limit_per_s`` gets a dashed horizontal
+    line at that rate, labelled e.g. ``"rate limit 20/s"``.
     """
     if kind not in ("done", "sent", "both"):
         raise ValueError(f"kind={kind!r} is invalid: must be 'done', 'sent' or 'both'")
     ax = _ax(ax)
     runs = labelled_runs(r_or_list)
+    window_s = _window(window_s, runs)
     _draw_throughput(ax, runs, [_color(i) for i in range(len(runs))], window_s, kind)
     _headroom(ax)
     ax.set_title("throughput", fontsize="medium")
@@ -343,20 +386,23 @@ def plot_concurrency(r_or_list: Data, *, ax: Axes | None = None, waiting: bool =
 def plot_latency(
     r_or_list: Data, *, ax: Axes | None = None, unit: str = "ms", log: bool = False
 ) -> Axes:
-    """The ECDF of latency (``done_s - sent_s``, failures included), one line per run.
+    """The ECDF of latency (``done_s - sent_s``, failures included), one line per run
+    (several: solid, dashed, dotted, ...; the legend outside, right of the plot).
 
     ``unit`` is ``"ms"`` or ``"s"``; ``log=True`` puts latency on a log axis.
     """
     scale = _scale(unit)
     ax = _ax(ax)
-    for i, (label, df, _) in enumerate(labelled_runs(r_or_list)):
+    runs = labelled_runs(r_or_list)
+    for i, (label, df, _) in enumerate(runs):
         lat = np.sort(analysis.latency(df)) * scale
         if lat.size == 0:
             ax.plot([], [], color=_color(i), label=f"{label} (no latencies)", gid="run")
             continue
         y = np.arange(1, lat.size + 1) / lat.size
+        style = _style(i) if len(runs) > 1 else {"linewidth": 1.6}
         ax.plot(np.append(lat[0], lat), np.append(0.0, y), drawstyle="steps-post",
-                color=_color(i), linewidth=1.5, label=label, gid="run")  # fmt: skip
+                color=_color(i), label=label, gid="run", **style)  # fmt: skip
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(f"latency ({unit})")
@@ -365,7 +411,7 @@ def plot_latency(
     ax.set_ylim(0, 1.02)
     ax.grid(True, alpha=0.3)
     ax.set_title("latency (ECDF)", fontsize="medium")
-    _legend(ax, inside="lower right")
+    _legend(ax, inside="lower right" if len(runs) == 1 else None)
     return ax
 
 
@@ -424,11 +470,12 @@ def dashboard(
     result: Result | pd.DataFrame,
     *,
     figsize: tuple[float, float] = (13.0, 11.0),
-    window_s: float = 1.0,
+    window_s: float | None = None,
     max_requests: int = 500,
 ) -> Figure:
     """One run on one figure: timeline on top, then throughput and concurrency (sharing
-    time), then latency ECDF and where the time went. The title is the run's label."""
+    time), then latency ECDF and where the time went. The title is the run's label.
+    ``window_s`` is the throughput bin (None: chosen from the run's length)."""
     runs = labelled_runs(result)
     if len(runs) != 1:
         raise ValueError("dashboard() takes one run; use compare() for several")
@@ -452,14 +499,16 @@ def compare(
     results: Sequence[Result | pd.DataFrame],
     *,
     figsize: tuple[float, float] | None = None,
-    window_s: float = 1.0,
+    window_s: float | None = None,
 ) -> Figure:
     """Several runs side by side.
 
     Top two rows: one column per run (titled by its label) with throughput and then
     in-flight concurrency; every panel shares the time axis, and each row shares its y
     axis, so the runs compare at a glance. Bottom row: the latency ECDFs overlaid, and
-    one "where the time went" bar per run. Each run keeps its colour in every panel.
+    one "where the time went" bar per run. Each run keeps its colour and line style in
+    every panel (solid, dashed, dotted, ...: overlaid ECDFs stay apart). ``window_s`` is
+    the throughput bin (None: chosen from the longest run).
     """
     runs = labelled_runs(results)
     n = len(runs)
@@ -471,15 +520,17 @@ def compare(
     outer = fig.add_gridspec(2, 1, height_ratios=(2.0, 1.1))
     top = outer[0].subgridspec(2, n)
     bottom = outer[1].subgridspec(1, 2, width_ratios=(1.2, 1.0))
+    window_s = _window(window_s, runs)
     first: Axes | None = None
     first_cc: Axes | None = None
     for j, run in enumerate(runs):
         color = [_color(j)]
+        style = [_style(j) if n > 1 else _style(0)]
         ax_tp = fig.add_subplot(top[0, j], sharex=first, sharey=first)
         ax_cc = fig.add_subplot(top[1, j], sharex=first or ax_tp, sharey=first_cc)
         first = first or ax_tp
         first_cc = first_cc or ax_cc
-        _draw_throughput(ax_tp, [run], color, window_s, "done")
+        _draw_throughput(ax_tp, [run], color, window_s, "done", style)
         _draw_concurrency(ax_cc, [run], color, waiting=False)
         ax_tp.set_title(run[0], fontsize="medium", color=_color(j), fontweight="bold")
         ax_tp.set_xlabel("")

@@ -81,6 +81,10 @@ def run_demo(
         print()
         print(f"Each strategy under load ({load_workers} workers, no think time):")
         print(runs_table(loaded))
+        print(
+            "  steady/s leaves out each rate limit's first period (aiolimiter's initial "
+            "burst: RateLimit(20) sends 39 in its first second); rate/s counts it."
+        )
     print()
     figure = save_figure(plots.compare(loaded or results), out / "compare.png")
     print(f"saved {len(saved)} runs to {out}/:")

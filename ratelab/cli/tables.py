@@ -74,8 +74,9 @@ RUN_HEADERS = (
 
 
 def runs_table(results: Sequence[Result]) -> str:
-    """One row per run: requests, achieved and steady rate, peak in flight, p50/p95
-    latency, mean limiter and pool wait, errors."""
+    """One row per run: requests, achieved and steady rate (``steady_rate_per_s``: after
+    the first period of every rate limit, so aiolimiter's initial burst is not in it), peak
+    in flight, p50/p95 latency, mean limiter and pool wait, errors."""
     import numpy as np
 
     from ratelab.analysis.metrics import summary

@@ -48,6 +48,25 @@ def result(df: pd.DataFrame, **kw: object) -> Result:
 # ------------------------------------------------------------------ throughput
 
 
+@pytest.mark.parametrize(
+    ("duration_s", "window_s"),
+    [(0.3, 0.02), (1.2, 0.05), (2.5, 0.1), (5.0, 0.2), (10.0, 0.5), (20.0, 1.0), (25.0, 1.0),
+     (26.0, 2.0), (60.0, 5.0), (3600.0, 200.0), (0.0, 1.0), (NAN, 1.0)],
+)  # fmt: skip
+def test_auto_window_s_gives_at_most_25_nice_bins(duration_s: float, window_s: float) -> None:
+    assert analysis.auto_window_s(duration_s) == window_s
+    if duration_s > 0:
+        assert duration_s / window_s <= 25
+
+
+def test_auto_window_s_keeps_a_few_events_per_bin() -> None:
+    # 50 requests at 5/s over 10 s: 0.5 s bins hold 2 or 3 (a 4, 6, 4, 6 saw-tooth)
+    assert analysis.auto_window_s(10.0) == 0.5
+    assert analysis.auto_window_s(10.0, events=50) == 1.0  # 5 per bin: a flat 5/s
+    assert analysis.auto_window_s(1.2, events=1000) == 0.05  # many events: length decides
+    assert analysis.auto_window_s(1.2, events=2) == 2.0  # one bin for the whole run
+
+
 def test_throughput_bin_counts() -> None:
     df = intervals([0.1, 0.2, 1.5, 2.9], [0.5, 1.2, 1.7, 3.0])
     tp = throughput(df)
@@ -249,13 +268,68 @@ def test_summary_littles_law_by_hand() -> None:
     assert abs(row["littles_law_ratio"] - 1.0) < 1e-9
 
 
-def test_summary_steady_rate_drops_first_and_last_tenth() -> None:
-    # 20 completions every 50 ms, plus a slow start and a straggler at the end.
-    done = np.concatenate(([0.0, 0.0], 1.0 + np.arange(16) * 0.05, [9.0, 30.0]))
-    df = intervals(list(np.zeros(20)), list(done))
-    row = summary(df).loc["run"]
-    assert row["steady_rate_per_s"] == pytest.approx(20.0)
-    assert row["rate_per_s"] == pytest.approx(20 / 30)
+def _aiolimiter_frame(n: int, *, rate: float = 20.0, latency_s: float = 0.1) -> pd.DataFrame:
+    """A closed loop behind a fresh ``AsyncLimiter(rate, 1)``: ``rate`` requests at 0 (the
+    full bucket), then one every ``1 / rate`` s, each done ``latency_s`` later."""
+    sent = np.concatenate((np.zeros(int(rate)), np.arange(1, n - int(rate) + 1) / rate))
+    return intervals(list(sent), list(sent + latency_s))
+
+
+def test_steady_rate_leaves_out_the_first_period_of_the_rate_limit() -> None:
+    # 100 requests: 20 at once, then 80 at 20/s. The old definition (the middle 80% of
+    # completions) still held 10 of the burst's: 22.4/s. After the first period: 20/s.
+    df = _aiolimiter_frame(100)
+    assert summary(df, burst_s=1.0).loc["run", "steady_rate_per_s"] == pytest.approx(20.0)
+    # a Result's strategy says how long its burst can last: RateLimit(20) -> 1 s
+    res = result(df)
+    assert summary(res).iloc[0]["steady_rate_per_s"] == pytest.approx(20.0)
+    # a bare frame has no strategy: nothing is left out, and the burst shows
+    assert summary(df).loc["run", "steady_rate_per_s"] > 21.5
+
+
+def test_steady_rate_is_nan_when_the_run_never_leaves_its_burst() -> None:
+    df = _aiolimiter_frame(39)  # all 39 sent within the first second
+    assert math.isnan(summary(df, burst_s=1.0).loc["run", "steady_rate_per_s"])
+
+
+def test_steady_rate_counts_completions_after_the_burst_not_before() -> None:
+    # latency 2 s: the burst's completions land after the first period, but they were
+    # sent in it, so they are still left out
+    df = _aiolimiter_frame(100, latency_s=2.0)
+    assert summary(df, burst_s=1.0).loc["run", "steady_rate_per_s"] == pytest.approx(20.0)
+
+
+def test_steady_rate_of_batches_is_the_batch_rate() -> None:
+    # a cap of 10 and 1 s of latency: 10 completions at once every second -> 10/s
+    # ((count - 1) / span would read 29 / 2 = 14.5 for three batches)
+    sent = np.repeat([1.0, 2.0, 3.0], 10)
+    df = intervals(list(sent), list(sent + 1.0))
+    assert summary(df).loc["run", "steady_rate_per_s"] == pytest.approx(10.0)
+
+
+def test_strategy_burst_s_reads_each_rate_limit_s_first_period() -> None:
+    from ratelab.experiment.strategies import (
+        Concurrency,
+        SlidingWindow,
+        TokenBucket,
+        Unlimited,
+    )
+
+    burst = analysis.strategy_burst_s
+    assert burst(RateLimit(20)) == 1.0
+    assert burst(RateLimit(1, period_s=0.05) + ConnectionLimit(10)) == 0.05
+    assert burst(RateLimit(20) + RateLimit(100, period_s=60)) == 60.0  # the longest
+    assert burst(TokenBucket(20, burst=10)) == 0.5
+    assert burst(SlidingWindow(20, window_s=2)) == 2.0
+    assert burst(Unlimited()) == burst(Concurrency(5)) == burst(None) == 0.0
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.inf, math.nan, "1"])
+def test_summary_refuses_a_bad_burst_s(bad: object) -> None:
+    from ratelab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="burst_s"):
+        summary(_aiolimiter_frame(40), burst_s=bad)  # type: ignore[arg-type]
 
 
 def test_summary_of_results() -> None:
@@ -321,3 +395,16 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     for r in report["results"].values():
         assert {"seconds", "kernel_seconds", "ratio"} <= set(r)
     assert {"platform", "python", "numpy", "pandas", "cpu_count"} <= set(report["machine"])
+
+
+def test_steady_rate_of_a_simulated_rate_limit_is_its_rate() -> None:
+    # aiolimiter itself on the virtual clock: RateLimit(20) reads 20/s, not 22-28/s
+    import ratelab as rl
+
+    server = rl.LocalServer(latency=0.1, seed=1)
+    for n in (60, 100, 200):
+        exp = Experiment(target="http://127.0.0.1:1", requests=n, workers=20, seed=1,
+                         strategy=RateLimit(20) + ConnectionLimit(10))  # fmt: skip
+        row = summary(rl.simulate(exp, server, progress=False)).iloc[0]
+        assert row["steady_rate_per_s"] == pytest.approx(20.0, rel=0.01)
+        assert row["max_sent_1s"] == 39  # the burst is there; it is just not "steady"

@@ -143,7 +143,7 @@ def test_timeline_max_requests() -> None:
 def test_throughput_rate_limit_line() -> None:
     r = result(run_frame())
     _fig, ax = plt.subplots()
-    assert plots.plot_throughput(r, ax=ax) is ax
+    assert plots.plot_throughput(r, ax=ax, window_s=1.0) is ax
     (rate,) = by_gid(ax, "rate_limit")
     assert list(rate.get_ydata()) == [20.0, 20.0]
     assert rate.get_label() == "rate limit 20/s"
@@ -152,7 +152,51 @@ def test_throughput_rate_limit_line() -> None:
     assert line.get_label() == r.label
     # 40 sent every 62.5 ms, done 250 ms later: 12 done in [0, 1), 16 in [1, 2), 12 after
     assert list(line.get_ydata()) == [12, 16, 12, 12]
-    assert "(req/s)" in ax.get_ylabel() and "(s)" in ax.get_xlabel()
+    assert ax.get_ylabel() == "completed (req/s, 1 s bins)" and "(s)" in ax.get_xlabel()
+
+
+def test_throughput_bin_follows_the_run_length_and_is_named() -> None:
+    # a 1.2 s run: 80 at once, then 100/s (a burst). In one-second bins it was one flat
+    # step per second; by default the bin is chosen from the length (0.05 s)
+    sent = np.concatenate((np.zeros(80), np.arange(1, 121) * 0.01))
+    df = make_frame(scheduled_s=np.zeros(sent.size), sent_s=sent, done_s=sent + 0.001)
+    ax = plots.plot_throughput(df, kind="sent")
+    assert ax.get_ylabel() == "sent (req/s, 0.05 s bins)"
+    (line,) = run_lines(ax)
+    y = np.asarray(line.get_ydata())
+    assert y[0] == (80 + 4) / 0.05 and set(y[1:-2]) == {100.0}  # the burst, then 100/s
+    # dashboards and compare choose the same way; a given window_s is kept
+    fig = plots.dashboard(df)
+    assert any(ax.get_ylabel() == "requests (req/s, 0.05 s bins)" for ax in fig.axes)
+    fig = plots.compare([df, df], window_s=0.25)
+    assert any(ax.get_ylabel() == "completed (req/s, 0.25 s bins)" for ax in fig.axes)
+
+
+def test_runs_on_one_axes_have_different_line_styles() -> None:
+    # two equal runs: the second line lies exactly on the first; its dashes keep it seen
+    rs = [result(run_frame()), result(run_frame(), name="b"), result(run_frame(), name="c")]
+    ax = plots.plot_throughput(rs)
+    styles = [ln.get_linestyle() for ln in run_lines(ax)]
+    assert len(set(styles)) == 3
+    widths = [ln.get_linewidth() for ln in run_lines(ax)]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+    fig = plots.compare(rs)
+    latency = next(ax for ax in fig.axes if ax.get_xlabel().startswith("latency"))
+    assert len({ln.get_linestyle() for ln in run_lines(latency)}) == 3
+    # each run keeps its style in its own throughput column
+    tps = [ax for ax in fig.axes if ax.get_title() in ("b", "c")]
+    assert {run_lines(ax)[0].get_linestyle() for ax in tps} == set(styles[1:])
+
+
+def test_compare_latency_legend_sits_outside_the_data() -> None:
+    rs = [result(run_frame()), result(run_frame(latency=0.5), name="b")]
+    fig = plots.compare(rs)
+    fig.canvas.draw()
+    latency = next(ax for ax in fig.axes if ax.get_xlabel().startswith("latency"))
+    legend = latency.get_legend()
+    assert legend is not None
+    box = legend.get_window_extent().transformed(latency.transAxes.inverted())
+    assert box.x0 >= 1.0  # right of the plot: it covers no line
 
 
 def test_throughput_several_runs_and_kinds() -> None:

@@ -3,6 +3,8 @@ min(rate, connections / latency) law against a real LocalServer."""
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -119,14 +121,15 @@ def test_rate_limit_and_connection_cap_give_min_of_both() -> None:
     """Steady throughput of a rate limit plus a connection cap is
     min(rate, connections / latency): 20/s below 0.5 s of latency, 10/latency above.
 
-    Tolerance: +-15% on ``steady_rate_per_s`` (the middle 80% of completions). With a fixed
-    latency and a cap of 10, completions come in batches of 10 once per latency period,
-    which alone moves the estimate by up to ~8% in a 40-request run.
+    Tolerance: +-15% on ``steady_rate_per_s`` (requests sent after the rate limit's first
+    period). With a fixed latency and a cap of 10, completions come in batches of 10 once
+    per latency period, which alone moves the estimate by up to ~8% in a 40-request run.
 
     The burst-free limiter, ``RateLimit(1, period_s=0.05)`` (20/s), follows the law at both
     latencies. ``RateLimit(20)``'s aiolimiter bucket starts empty and lets 20 extra requests
-    through first: when the rate is what binds, a 40-request run is all burst (~40/s), so
-    only its cap-bound point is held to the law; the burst itself is asserted instead.
+    through first: when the rate is what binds, a 40-request run is all burst (~40 in its
+    first second), so it has no steady rate (NaN: nothing is sent after the first period);
+    its cap-bound point is held to the law, and the burst itself is asserted.
     """
     burst_free = RateLimit(1, period_s=0.05) + ConnectionLimit(10)
     bursty = RateLimit(20) + ConnectionLimit(10)
@@ -147,7 +150,7 @@ def test_rate_limit_and_connection_cap_give_min_of_both() -> None:
     # aiolimiter's initial burst: ~2x the rate in the first second, vs 20 burst-free
     assert s.loc[(repr(bursty), 0.25), "max_sent_1s"] >= 30
     assert s.loc[(repr(burst_free), 0.25), "max_sent_1s"] <= 21
-    assert steady[(repr(bursty), 0.25)] > law(0.25) * 1.15
+    assert math.isnan(steady[(repr(bursty), 0.25)])  # never left its burst
 
 
 # --------------------------------------------------------------------------- interrupts
