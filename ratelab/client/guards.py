@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 
 from aiolimiter import AsyncLimiter
 
@@ -71,6 +72,12 @@ class Guard:
         Once, when the run ends (also after an interrupt), after the HTTP session is
         closed: release what the guard holds outside the process (e.g. connections to a
         shared store).
+    ``state()``
+        What the gate holds right now, as ``{quantity: number}`` (e.g. ``{"level": 3.0,
+        "waiters": 2.0}``): sampled every ``state_interval_s`` of the run into
+        ``result.state`` (``rl.plot_state``). Plain, cheap and read-only: it must not
+        change the gate, wait, or call anything outside the process. Default: ``{}``
+        (nothing sampled). Keep the same keys for the whole run.
 
     Each method's default does nothing, so a guard overrides only what it needs; all are
     called on the loop's thread, one at a time (no thread locks needed; an
@@ -90,6 +97,10 @@ class Guard:
 
     async def aclose(self) -> None:
         """The run is over: release what the guard holds (connections to a shared store)."""
+
+    def state(self) -> Mapping[str, float]:
+        """What the gate holds now, ``{quantity: number}``; sampled into ``result.state``."""
+        return {}
 
 
 class _AsyncLimiter(AsyncLimiter):
@@ -124,15 +135,26 @@ class LimiterGuard(Guard):
     async def acquire(self, endpoint: str) -> None:
         await self._limiter.acquire()
 
+    def state(self) -> Mapping[str, float]:
+        """``level``: aiolimiter's bucket, leaked to now (0: empty, room for a burst of
+        ``max_rate``); ``waiters``: acquires waiting for room."""
+        lim = self._limiter
+        level = lim._level
+        if level:
+            elapsed = lim._loop.time() - lim._last_check
+            level = max(level - elapsed * lim._rate_per_sec, 0.0)
+        return {"level": float(level), "waiters": float(len(lim._waiters))}
+
 
 class SemaphoreGuard(Guard):
     """``Concurrency``: an ``asyncio.Semaphore(n)`` held for the whole attempt."""
 
-    __slots__ = ("_endpoint", "_semaphore")
+    __slots__ = ("_endpoint", "_n", "_semaphore")
 
     def __init__(self, n: int, endpoint: str | None) -> None:
         self._semaphore = asyncio.Semaphore(n)
         self._endpoint = endpoint
+        self._n = n
 
     async def acquire(self, endpoint: str) -> None:
         if self._endpoint is None or endpoint == self._endpoint:
@@ -141,6 +163,13 @@ class SemaphoreGuard(Guard):
     def release(self, endpoint: str) -> None:
         if self._endpoint is None or endpoint == self._endpoint:
             self._semaphore.release()
+
+    def state(self) -> Mapping[str, float]:
+        """``holders``: attempts holding the semaphore; ``waiters``: waiting for it."""
+        sem = self._semaphore
+        waiters = sem._waiters
+        waiting = sum(not w.done() for w in waiters) if waiters else 0
+        return {"holders": float(self._n - sem._value), "waiters": float(waiting)}
 
 
 class TokenBucketGuard(Guard):
@@ -167,6 +196,12 @@ class TokenBucketGuard(Guard):
                 self._refill()
             self._tokens -= 1
 
+    def state(self) -> Mapping[str, float]:
+        """``tokens``: the bucket's tokens, refilled to now (read only); ``waiters``."""
+        elapsed = self._loop.time() - self._last
+        tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        return {"tokens": float(tokens), "waiters": _lock_waiters(self._lock)}
+
 
 class SlidingWindowGuard(Guard):
     __slots__ = ("_limit", "_lock", "_log", "_loop", "_window")
@@ -189,6 +224,14 @@ class SlidingWindowGuard(Guard):
                     return
                 await asyncio.sleep(timer_delay_s(self._loop, log[0] + self._window - now))
                 now = self._loop.time()
+
+    def state(self) -> Mapping[str, float]:
+        """``in_window``: admissions in the last ``window_s`` (at most ``limit``)."""
+        start = self._loop.time() - self._window
+        return {
+            "in_window": float(sum(t > start for t in self._log)),
+            "waiters": _lock_waiters(self._lock),
+        }
 
 
 class AdaptiveGuard(Guard):
@@ -240,3 +283,14 @@ class AdaptiveGuard(Guard):
         else:
             return
         self.history.append((now, self.rate))
+
+    def state(self) -> Mapping[str, float]:
+        """``rate_per_s``: the current pacing rate."""
+        return {"rate_per_s": float(self.rate), "waiters": _lock_waiters(self._lock)}
+
+
+def _lock_waiters(lock: asyncio.Lock) -> float:
+    """Acquires waiting at a guard whose lock is held only while its holder waits: the
+    holder plus the tasks queued for the lock (read between tasks, on the loop's thread)."""
+    queued = lock._waiters  # type: ignore[attr-defined]
+    return float(lock.locked()) + float(sum(not w.done() for w in queued) if queued else 0)

@@ -221,6 +221,11 @@ class SimulatedServer(Transport):
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         return await _send(self, self, row, method, url, request_id)
 
+    def state(self) -> dict[str, float]:
+        """This client's simulated pool: ``in_use`` and ``queued``."""
+        pool = getattr(self, "pool", None)
+        return {} if pool is None else pool.state()
+
     async def _exchange(
         self, loop: asyncio.AbstractEventLoop, row: int, method: str, url: str,
         request_id: str, deadline: float, fresh: bool, stamps: Stamps,
@@ -337,6 +342,11 @@ class SimulatedClient(Transport):
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         return await _send(self, self.server, row, method, url, request_id)
+
+    def state(self) -> dict[str, float]:
+        """This client's simulated pool: ``in_use`` and ``queued``."""
+        pool = getattr(self, "pool", None)
+        return {} if pool is None else pool.state()
 
 
 def _open_client(
