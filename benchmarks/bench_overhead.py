@@ -19,6 +19,15 @@ Second line: ``ConnectionLimit(50)`` (the engine attaches its pool-wait trace ho
 realism) and a minimal aiohttp.web server (to show how much of the ceiling is the server's).
 If ``wrk`` (or ``hey``) is installed, the native ceiling ``wrk -t1 -c50 -d3s URL/get`` on
 the same server is reported as a ratio too; without it that part is skipped.
+
+``--watch`` measures, instead, what watching a run costs (ratelab against ratelab, same
+alternating pairs, ratelab server): the limiters' state sampled every 0.05 s (the default)
+against ``state_interval_s=None`` (target: ratio >= 0.98), and the JupyterLab live view
+(``live=True`` inside a running loop, as in a kernel: the run on a worker thread, the view
+rendering its PNG frames twice a second on the calling thread, IPython's display replaced
+by a stub that keeps the frames) against ``live=False`` through the same path (target:
+ratio >= 0.97). Also recorded: the samples and frames taken and the calling thread's time
+per frame.
 """
 
 from __future__ import annotations
@@ -116,6 +125,106 @@ def run_ratelab(
         "errors": len(df) - ok,
         "loop": result.meta["loop"],
     }
+
+
+def run_watch(
+    url: str, n: int, strategy: rl.Strategy, *, live: bool | None = None, state: bool = True
+) -> dict[str, Any]:
+    """One ratelab run for the ``--watch`` lines: ``state`` on/off (a script's path), or
+    ``live`` on/off (inside a running loop, the notebook view with a stub display)."""
+    exp = rl.Experiment(target=url, requests=n, workers=WORKERS, strategy=strategy, seed=0)
+    interval = 0.05 if state else None
+    gc.collect()
+    c, t = time.process_time(), time.perf_counter()
+    frames: list[Any] = []
+    if live is None:
+        result = rl.run(exp, progress=False, state_interval_s=interval)
+    else:
+        import IPython.display
+
+        import ratelab.client.watch.live as live_mod
+
+        class Handle:
+            def update(self, obj: Any) -> None:
+                frames.append(obj)
+
+        IPython.display.display = lambda obj, display_id=True: Handle()  # type: ignore[assignment]
+        live_mod.in_kernel = lambda: True  # type: ignore[assignment]
+
+        async def in_loop() -> rl.Result:  # as in a kernel: rl.run inside a running loop
+            return rl.run(exp, progress=False, live=live, state_interval_s=interval)
+
+        result = asyncio.run(in_loop())
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    images = [f for f in frames if type(f).__name__ == "Image"]
+    return {
+        "wall_s": wall,
+        "rate_per_s": n / wall,
+        "engine_rate_per_s": n / float(result.meta["wall_s"]),  # the run, not the figure after
+        "cpu_us_per_request": cpu / n * 1e6,
+        "ok": int(((result.df["status"] == 200) & result.df["error"].isna()).sum()),
+        "state_rows": len(result.state),
+        "frames": max(len(images) - 1, 0),  # the last image is the final figure
+    }
+
+
+def measure_watch(url: str, *, n: int, pairs: int, live: bool) -> dict[str, Any]:
+    """Alternating pairs: watching on vs off (state sampling, or the live view)."""
+    strategy = rl.ConnectionLimit(50)
+    on_kw: dict[str, Any] = {"live": True} if live else {"state": True}
+    off_kw: dict[str, Any] = {"live": False} if live else {"state": False}
+    run_watch(url, max(n // 10, 50), strategy, **on_kw)
+    run_watch(url, max(n // 10, 50), strategy, **off_kw)
+    samples = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            off = run_watch(url, n, strategy, **off_kw)
+            on = run_watch(url, n, strategy, **on_kw)
+        else:
+            on = run_watch(url, n, strategy, **on_kw)
+            off = run_watch(url, n, strategy, **off_kw)
+        samples.append(
+            {
+                "on": on,
+                "off": off,
+                "ratio": on["engine_rate_per_s"] / off["engine_rate_per_s"],
+                "end_to_end_ratio": on["rate_per_s"] / off["rate_per_s"],
+                "cpu_ratio": off["cpu_us_per_request"] / on["cpu_us_per_request"],
+            }
+        )
+    return {
+        "what": "live view" if live else "state sampling",
+        "strategy": repr(strategy),
+        "requests": n,
+        "pairs": samples,
+        "ratio": describe([s["ratio"] for s in samples]),
+        "end_to_end_ratio": describe([s["end_to_end_ratio"] for s in samples]),
+        "cpu_ratio": describe([s["cpu_ratio"] for s in samples]),
+        "best_ratio": max(s["on"]["engine_rate_per_s"] for s in samples)
+        / max(s["off"]["engine_rate_per_s"] for s in samples),
+        "frames_per_s": describe([s["on"]["frames"] / s["on"]["wall_s"] for s in samples]),
+        "state_rows": describe([s["on"]["state_rows"] for s in samples]),
+    }
+
+
+def run_watch_report(*, n: int, pairs: int) -> dict[str, Any]:
+    report: dict[str, Any] = {"benchmark": "overhead-watch", "requests": n, "workers": WORKERS}
+    with server_process("ratelab") as url:
+        state = measure_watch(url, n=n, pairs=pairs, live=False)
+        live = measure_watch(url, n=n, pairs=pairs, live=True)
+    report["lines"] = {"state": state, "live": live}
+    report["headline"] = [
+        headline("state sampling on / off, ConnectionLimit(50)",
+                 round(state["ratio"]["median"], 3), ">= 0.98"),
+        headline("  best run / best run", round(state["best_ratio"], 3)),
+        headline("live view on / off (in a running loop)", round(live["ratio"]["median"], 3),
+                 ">= 0.97"),
+        headline("  best run / best run", round(live["best_ratio"], 3)),
+        headline("  end to end (+ the final figure)", round(live["end_to_end_ratio"]["median"], 3)),
+        headline("  live frames per second", round(live["frames_per_s"]["median"], 2)),
+    ]  # fmt: skip
+    report["machine"] = machine_info()
+    return report
 
 
 def measure_line(
@@ -228,10 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=None, help="requests per run")
     p.add_argument("--pairs", type=int, default=None, help="bare/ratelab pairs per line")
     p.add_argument("--servers", default="ratelab,minimal", help="comma-separated: ratelab, minimal")
+    p.add_argument("--watch", action="store_true", help="the cost of state sampling and live=True")
     args = p.parse_args(argv)
     n = args.requests or (200 if args.smoke else 20_000)
     pairs = args.pairs or (1 if args.smoke else 7)
     servers = tuple(s for s in args.servers.split(",") if s)
+    if args.watch:
+        report = run_watch_report(n=n, pairs=pairs)
+        report["smoke"] = args.smoke
+        for row in report["headline"]:
+            print(f"{row['metric']:<45} {row['value']}")
+        for line in report["lines"].values():
+            print(f"  {line['what']:<16} ratios {[round(s['ratio'], 3) for s in line['pairs']]}")
+        write_report(report, default_out("overhead-watch", args))
+        return 0
     report = run(n=n, pairs=pairs, native_s=1 if args.smoke else 3, servers=servers)
     report["smoke"] = args.smoke
     for row in report["headline"]:

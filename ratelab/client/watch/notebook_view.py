@@ -15,10 +15,10 @@ browser renders text for free, matplotlib's glyphs cost ~10x more than the lines
 Panels, on one time axis (run clock): completed per second and 429s per second; in flight,
 waiting for a limiter, waiting for a connection; the sampled limiter and pool state.
 
-A frame costs little: the axes, ticks and legends are a cached background (redrawn only
-when the data outgrow the axes, which then grow by half again), each refresh draws only the
-lines onto it (matplotlib's blitting) and encodes the PNG at the lowest zlib
-level. Measured in ``benchmarks/README.md``.
+A frame costs little: the axes, ticks and legends are a cached background (drawn before the
+run starts, redrawn only when the data outgrow the axes, which then grow generously); each
+refresh draws only the lines onto it (matplotlib's blitting) and encodes the PNG at the
+lowest zlib level. Measured in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ __all__ = ["NotebookView"]
 #: Wall seconds between two refreshes (the issue asks for at least two a second).
 REFRESH_S = 0.5
 _DPI = 60
+#: Wall seconds at least between two redraws of the background (axes grown).
+REDRAW_S = 2.0
 _FINAL_DPI = 90
 
 
@@ -56,6 +58,9 @@ class NotebookView:
         self._image = Image
         self.text = display(_line(f"ratelab: starting {self.label}"), display_id=True)
         self.handle = display(_line(""), display_id=True)
+        self._build()  # before the run starts: imports, axes, the first full draw
+        self._fig.canvas.draw()
+        self._background = self._fig.canvas.copy_from_bbox(self._fig.bbox)
 
     # -- the figure ----------------------------------------------------------------------
     def _build(self) -> None:
@@ -91,21 +96,30 @@ class NotebookView:
         self._state_lines: dict[tuple[str, str], Any] = {}
         self._fig = fig
         self._background: Any = None
+        self._redrawn = -float("inf")
 
-    def _grow(self, t_s: float) -> bool:
-        """Widen the axes when the data leave them (by half again), so the background
-        (axes, ticks, legends) is redrawn only O(log) times; True if it must be."""
+    def _grow(self, snap: Snapshot) -> bool:
+        """Widen the axes when the data leave them (time to the run's expected end, from
+        its progress, and a fifth more; counts to twice the top), so the background (axes,
+        ticks, legends) is redrawn only a few times in a run; True if it must be. Between
+        two such redraws at least :data:`REDRAW_S` pass (meanwhile the lines are clipped)."""
+        if time.monotonic() - self._redrawn < REDRAW_S:
+            return False
         changed = False
         ax_tp = self._axes[0]
+        t_s = snap.t_s
         if t_s > ax_tp.get_xlim()[1]:
-            ax_tp.set_xlim(0, t_s * 1.5)
+            eta = t_s * snap.total / snap.done if snap.done else 2 * t_s
+            ax_tp.set_xlim(0, max(eta, t_s) * 1.2)
             changed = True
         lines = [*self._lines.values(), *self._state_lines.values()]
         for ax in self._axes:
             top = max((max(ln.get_ydata(), default=0) for ln in lines if ln.axes is ax), default=0)
             if top > ax.get_ylim()[1]:
-                ax.set_ylim(0, top * 1.5)
+                ax.set_ylim(0, top * 2)
                 changed = True
+        if changed:
+            self._redrawn = time.monotonic()
         return changed
 
     def _draw(self) -> None:
@@ -114,8 +128,6 @@ class NotebookView:
             return
         hist = self.history
         hist.append(snap)
-        if self._fig is None:
-            self._build()
         t = [s.t_s for s in hist]
         pairs = itertools.pairwise(hist)
         rejected = [0.0] + [(b.rejected - a.rejected) / max(b.t_s - a.t_s, 1e-9) for a, b in pairs]
@@ -152,7 +164,7 @@ class NotebookView:
         self.text.update(_line(f"{self.label}: {format_snapshot(snap)}"))
         fig = self._fig
         canvas = fig.canvas
-        if self._grow(snap.t_s) or new_line or self._background is None:
+        if self._grow(snap) or new_line:
             canvas.draw()  # everything but the animated artists
             self._background = canvas.copy_from_bbox(fig.bbox)
         else:
