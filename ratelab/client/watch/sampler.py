@@ -7,7 +7,9 @@ from the grid, so on the virtual clock they are exact and do not drift; on a rea
 sample is stamped with the time it was taken). The same interval is used on the virtual
 clock (decided: a state change happens inside ``acquire``/``release``, which the guards own;
 sampling on a grid keeps the guards untouched and the rows comparable between a real and a
-simulated run). A first sample is taken at t = 0 and a last one when the run ends.
+simulated run). A first sample is taken when the task first runs (just after the workers'
+first step: on the virtual clock at t = 0, after a burst has gone through) and a last one
+when the run ends. A busy loop that wakes the sampler late skips the ticks it missed.
 
 Long runs stay bounded: after :data:`MAX_TICKS` samples the interval doubles and every
 other sample kept so far is dropped, so a simulated day at 0.05 s costs at most a few
@@ -101,7 +103,7 @@ class StateSampler:
             return
         try:
             while True:
-                tick += 1
+                tick = max(tick + 1, int((now() - t0) / self.interval_s) + 1)  # none missed
                 await asyncio.sleep(max(t0 + tick * self.interval_s - now(), 0.0))
                 self.sample(now() - t0, tick)
                 if tick >= MAX_TICKS:
