@@ -202,6 +202,9 @@ def run_watch(
         "sample_cpu_share": _SPENT["sample"] / cpu,
         "frames_cpu_share": _SPENT["frames"] / (cpu - _SPENT["view_setup"] - _SPENT["final"]),
         "frame_cpu_ms": _SPENT["frames"] / max(len(images) - 1, 1) * 1e3,
+        # CPU seconds per second of the run: the share of a core (of the GIL) taken
+        "sample_core_share": _SPENT["sample"] / float(result.meta["wall_s"]),
+        "frames_core_share": _SPENT["frames"] / float(result.meta["wall_s"]),
         "view_setup_cpu_s": _SPENT["view_setup"],
         "final_figure_cpu_s": _SPENT["final"],
     }
@@ -241,11 +244,16 @@ def measure_watch(url: str, *, n: int, pairs: int, live: bool) -> dict[str, Any]
         "cpu_ratio": describe([s["cpu_ratio"] for s in samples]),
         "best_ratio": max(s["on"]["engine_rate_per_s"] for s in samples)
         / max(s["off"]["engine_rate_per_s"] for s in samples),
-        "frames_per_s": describe([s["on"]["frames"] / s["on"]["wall_s"] for s in samples]),
+        "frames_per_s": describe(  # during the run (the engine's wall time)
+            [s["on"]["frames"] * s["on"]["engine_rate_per_s"] / n for s in samples]
+        ),
         "cpu_share": describe(
             [s["on"]["frames_cpu_share" if live else "sample_cpu_share"] for s in samples]
         ),
         "frame_cpu_ms": describe([s["on"]["frame_cpu_ms"] for s in samples]),
+        "core_share": describe(
+            [s["on"]["frames_core_share" if live else "sample_core_share"] for s in samples]
+        ),
         "state_rows": describe([s["on"]["state_rows"] for s in samples]),
     }
 
@@ -269,6 +277,8 @@ def run_watch_report(*, n: int, pairs: int) -> dict[str, Any]:
                  "< 0.02"),
         headline("live frames: share of the run's CPU", round(live["cpu_share"]["median"], 4),
                  "< 0.03"),
+        headline("state sampling: share of a core", round(state["core_share"]["median"], 4)),
+        headline("live frames: share of a core", round(live["core_share"]["median"], 4)),
         headline("  CPU per live frame (ms)", round(live["frame_cpu_ms"]["median"], 1)),
         headline("  live frames per second", round(live["frames_per_s"]["median"], 2)),
     ]  # fmt: skip

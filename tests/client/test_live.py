@@ -123,3 +123,58 @@ def test_live_options_are_checked() -> None:
         rl.simulate(_exp(), progress=False, live="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="a live view follows one process"):
         rl.run(_exp(), live=True, processes=2)
+
+
+def _fake_display(monkeypatch: pytest.MonkeyPatch) -> list[_Handle]:
+    import IPython.display
+
+    handles: list[_Handle] = []
+
+    def display(obj: Any, *, display_id: bool = False) -> _Handle:
+        handles.append(_Handle(obj))
+        return handles[-1]
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(live_mod, "in_kernel", lambda: True)
+    return handles
+
+
+def test_arun_live_draws_frames_and_the_final_figure(
+    server: rl.LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import IPython.display
+
+    handles = _fake_display(monkeypatch)
+    exp = rl.Experiment(target=server, requests=30, workers=5, strategy=rl.RateLimit(20))
+    result = asyncio.run(rl.arun(exp, live=True))  # fed by the engine's ticker, on its loop
+    text, figure = handles
+    assert "30/30 done" in text.shown[-1].data
+    assert isinstance(figure.shown[-1], IPython.display.Image)  # the final figure stays
+    assert len(result.df) == 30 and len(result.state) > 0
+
+
+def test_the_stop_button_keeps_the_partial_result_and_draws_the_final_figure(
+    server: rl.LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a running loop (a kernel) the run goes to a worker thread; the Stop button is
+    a KeyboardInterrupt in the waiting thread (``_thread.interrupt_main``, as SIGINT)."""
+    import _thread
+    import asyncio
+    import threading
+
+    import IPython.display
+
+    handles = _fake_display(monkeypatch)
+    exp = rl.Experiment(target=server, requests=200, workers=2, strategy=rl.RateLimit(20))
+
+    async def in_a_kernel() -> rl.Result:
+        threading.Timer(1.0, _thread.interrupt_main).start()  # ~10 s of work: stopped early
+        return rl.run(exp, live=True)
+
+    result = asyncio.run(in_a_kernel())
+    assert result.interrupted and (result.df.status == 200).sum() < 200
+    _text, figure = handles
+    assert isinstance(figure.shown[-1], IPython.display.Image)
+    assert figure.shown[-1].data[:8] == b"\x89PNG\r\n\x1a\n"
