@@ -59,7 +59,8 @@ def live_view(
     if stream is None and in_kernel():
         from ratelab.client.watch.notebook_view import NotebookView
 
-        return NotebookView(engines, label=exp.label)
+        rate = getattr(exp.strategy, "rate_limit_per_s", None)
+        return NotebookView(engines, label=exp.label, workers=exp.workers, rate_per_s=rate)
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     if callable(isatty) and isatty():

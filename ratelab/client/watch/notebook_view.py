@@ -45,7 +45,10 @@ _FINAL_DPI = 90
 class NotebookView:
     """Progress-bar compatible (``update_to``, ``close``): a figure updated in place."""
 
-    def __init__(self, engines: list[Any], *, label: str, refresh_s: float = REFRESH_S) -> None:
+    def __init__(
+        self, engines: list[Any], *, label: str, refresh_s: float = REFRESH_S,
+        workers: int = 1, rate_per_s: float | None = None,
+    ) -> None:  # fmt: skip
         from IPython.display import Image, display
 
         self.engines = engines
@@ -56,6 +59,9 @@ class NotebookView:
         self.frames = 0
         self._fig: Any = None
         self._image = Image
+        # the axes start at what the run can reach (counts: the workers; rates: the rate
+        # limit), so they rarely grow and the background is rarely redrawn
+        self._tops = (2.2 * rate_per_s if rate_per_s else 1.0, 1.15 * workers, 1.15 * workers)
         self.text = display(_line(f"ratelab: starting {self.label}"), display_id=True)
         self.handle = display(_line(""), display_id=True)
         self._build()  # before the run starts: imports, axes, the first full draw
@@ -88,8 +94,8 @@ class NotebookView:
         ax_st.set_xlabel("time since start (s)")
         for ax in (ax_tp, ax_cc):
             ax.legend(loc="upper left", fontsize="small")
-        for ax in (ax_tp, ax_cc, ax_st):
-            ax.set_ylim(0, 1)
+        for ax, top in zip((ax_tp, ax_cc, ax_st), self._tops, strict=True):
+            ax.set_ylim(0, top)
         ax_tp.set_xlim(0, 2)
         fig.suptitle(f"{self.label} (live)", fontsize="medium")
         self._axes = (ax_tp, ax_cc, ax_st)
