@@ -189,10 +189,14 @@ class NotebookView:
         self._draw()
 
     def close(self, result: Any = None) -> None:
-        """The final static figure (from ``result``), or the last live frame."""
+        """The final static figure (from ``result``), or the last live frame; the headline
+        line at the run's end."""
         if result is None:
             self._draw()
             return
+        snap = take(self.engines)
+        if snap is not None:
+            self.text.update(_line(f"{self.label}: {format_snapshot(snap)}"))
         import matplotlib.pyplot as plt
 
         from ratelab.analysis.state_plots import plot_state
