@@ -197,10 +197,11 @@ class TokenBucketGuard(Guard):
             self._tokens -= 1
 
     def state(self) -> Mapping[str, float]:
-        """``tokens``: the bucket's tokens, refilled to now (read only); ``waiters``."""
+        """``tokens``: the bucket's tokens now (refilled to now; a bucket booked ahead is
+        counted back to now, at least 0); ``waiters``."""
         elapsed = self._loop.time() - self._last
-        tokens = min(self._burst, self._tokens + elapsed * self._rate)
-        return {"tokens": float(tokens), "waiters": _lock_waiters(self._lock)}
+        tokens = min(self._burst, max(0.0, self._tokens + elapsed * self._rate))
+        return {"tokens": float(tokens), "waiters": _waiters(self)}
 
 
 class SlidingWindowGuard(Guard):
@@ -227,10 +228,11 @@ class SlidingWindowGuard(Guard):
 
     def state(self) -> Mapping[str, float]:
         """``in_window``: admissions in the last ``window_s`` (at most ``limit``)."""
-        start = self._loop.time() - self._window
+        now = self._loop.time()
+        start = now - self._window
         return {
-            "in_window": float(sum(t > start for t in self._log)),
-            "waiters": _lock_waiters(self._lock),
+            "in_window": float(sum(start < t <= now for t in self._log)),  # not booked ahead
+            "waiters": _waiters(self),
         }
 
 
@@ -286,11 +288,18 @@ class AdaptiveGuard(Guard):
 
     def state(self) -> Mapping[str, float]:
         """``rate_per_s``: the current pacing rate."""
-        return {"rate_per_s": float(self.rate), "waiters": _lock_waiters(self._lock)}
+        return {"rate_per_s": float(self.rate), "waiters": _waiters(self)}
 
 
-def _lock_waiters(lock: asyncio.Lock) -> float:
-    """Acquires waiting at a guard whose lock is held only while its holder waits: the
-    holder plus the tasks queued for the lock (read between tasks, on the loop's thread)."""
-    queued = lock._waiters  # type: ignore[attr-defined]
+def _waiters(guard: Guard) -> float:
+    """Acquires waiting at a guard: its count of sleepers (``_waiting``) if it keeps one,
+    else, for a guard whose lock is held only while its holder waits, the holder plus the
+    tasks queued for the lock (read between tasks, on the loop's thread)."""
+    waiting = getattr(guard, "_waiting", None)
+    if waiting is not None:
+        return float(waiting)
+    lock = getattr(guard, "_lock", None)
+    if lock is None:
+        return 0.0
+    queued = lock._waiters
     return float(lock.locked()) + float(sum(not w.done() for w in queued) if queued else 0)
