@@ -227,7 +227,8 @@ class SlidingWindowGuard(Guard):
                 now = self._loop.time()
 
     def state(self) -> Mapping[str, float]:
-        """``in_window``: admissions in the last ``window_s`` (at most ``limit``)."""
+        """``in_window``: the admissions in its log that lie in the last ``window_s`` (a
+        guard that books ahead may have dropped past ones); ``waiters``."""
         now = self._loop.time()
         start = now - self._window
         return {

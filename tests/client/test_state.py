@@ -77,7 +77,7 @@ def test_semaphore_and_pool_state_count_holders_and_the_queue() -> None:
     ("strategy", "quantity", "first"),
     [
         (rl.TokenBucket(10, burst=5), "tokens", 0.0),  # 5 taken at once, the rest wait
-        (rl.SlidingWindow(4, window_s=1.0), "in_window", 4.0),
+        (rl.SlidingWindow(4, window_s=1.0), "waiters", 6.0),  # 4 through, 6 wait
         (rl.Adaptive(start_rate_per_s=10), "rate_per_s", 10.0),
     ],
 )
@@ -88,6 +88,8 @@ def test_the_small_limiters_report_their_own_quantity(
     series = _series(state, repr(strategy), quantity)
     assert series.value.iloc[0] == pytest.approx(first, abs=NS)
     assert len(_series(state, repr(strategy), "waiters")) == len(series)
+    if quantity == "waiters":  # the window's own count, too
+        assert len(_series(state, repr(strategy), "in_window")) == len(series)
 
 
 def test_state_interval_none_samples_nothing_and_bad_values_are_refused() -> None:
