@@ -19,6 +19,18 @@ Second line: ``ConnectionLimit(50)`` (the engine attaches its pool-wait trace ho
 realism) and a minimal aiohttp.web server (to show how much of the ceiling is the server's).
 If ``wrk`` (or ``hey``) is installed, the native ceiling ``wrk -t1 -c50 -d3s URL/get`` on
 the same server is reported as a ratio too; without it that part is skipped.
+
+``--watch`` measures, instead, what watching a run costs (ratelab against ratelab, same
+alternating pairs, ratelab server): the limiters' state sampled every 0.05 s (the default)
+against ``state_interval_s=None`` (target: ratio >= 0.98), and the JupyterLab live view
+(``live=True`` inside a running loop, as in a kernel: the run on a worker thread, the view
+rendering its PNG frames twice a second on the calling thread, IPython's display replaced
+by a stub that keeps the frames) against ``live=False`` through the same path (target:
+ratio >= 0.97). The ratios are of the engine's own rate (requests / ``meta["wall_s"]``,
+the run itself; end to end, with the final figure drawn after the run, is recorded too).
+A loaded machine makes them noisy, so the load-independent figure is recorded beside them:
+the CPU time (``time.thread_time``) spent in the sampler's samples and in the view's
+frames during the run, as a share of the run's CPU time; and the CPU per frame.
 """
 
 from __future__ import annotations
@@ -116,6 +128,162 @@ def run_ratelab(
         "errors": len(df) - ok,
         "loop": result.meta["loop"],
     }
+
+
+#: CPU seconds (of the thread that ran it) spent sampling state / drawing live frames
+_SPENT: dict[str, float] = {"sample": 0.0, "frames": 0.0, "view_setup": 0.0, "final": 0.0}
+
+
+def _instrument() -> None:
+    """Count the CPU time of the sampler's samples and of the notebook view's frames (the
+    load-independent figure: what they take from the engine's thread or the GIL)."""
+    from ratelab.client.watch import notebook_view, sampler
+
+    def timed(cls: Any, name: str, key: str) -> None:
+        inner = getattr(cls, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                _SPENT[key] += time.thread_time() - t
+
+        setattr(cls, name, wrapper)
+
+    timed(sampler.StateSampler, "sample", "sample")
+    timed(notebook_view.NotebookView, "update_to", "frames")
+    timed(notebook_view.NotebookView, "__init__", "view_setup")
+    timed(notebook_view.NotebookView, "close", "final")
+
+
+def run_watch(
+    url: str, n: int, strategy: rl.Strategy, *, live: bool | None = None, state: bool = True
+) -> dict[str, Any]:
+    """One ratelab run for the ``--watch`` lines: ``state`` on/off (a script's path), or
+    ``live`` on/off (inside a running loop, the notebook view with a stub display)."""
+    exp = rl.Experiment(target=url, requests=n, workers=WORKERS, strategy=strategy, seed=0)
+    interval = 0.05 if state else None
+    gc.collect()
+    for key in _SPENT:
+        _SPENT[key] = 0.0
+    c, t = time.process_time(), time.perf_counter()
+    frames: list[Any] = []
+    if live is None:
+        result = rl.run(exp, progress=False, state_interval_s=interval)
+    else:
+        import IPython.display
+
+        import ratelab.client.watch.live as live_mod
+
+        class Handle:
+            def update(self, obj: Any) -> None:
+                frames.append(obj)
+
+        IPython.display.display = lambda obj, display_id=True: Handle()  # type: ignore[assignment]
+        live_mod.in_kernel = lambda: True  # type: ignore[assignment]
+
+        async def in_loop() -> rl.Result:  # as in a kernel: rl.run inside a running loop
+            return rl.run(exp, progress=False, live=live, state_interval_s=interval)
+
+        result = asyncio.run(in_loop())
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    images = [f for f in frames if type(f).__name__ == "Image"]
+    return {
+        "wall_s": wall,
+        "rate_per_s": n / wall,
+        "engine_rate_per_s": n / float(result.meta["wall_s"]),  # the run, not the figure after
+        "cpu_us_per_request": cpu / n * 1e6,
+        "ok": int(((result.df["status"] == 200) & result.df["error"].isna()).sum()),
+        "state_rows": len(result.state),
+        "frames": max(len(images) - 1, 0),  # the last image is the final figure
+        "cpu_s": cpu,
+        # the share of the run's CPU time spent sampling / drawing frames during the run
+        "sample_cpu_share": _SPENT["sample"] / cpu,
+        "frames_cpu_share": _SPENT["frames"] / (cpu - _SPENT["view_setup"] - _SPENT["final"]),
+        "frame_cpu_ms": _SPENT["frames"] / max(len(images) - 1, 1) * 1e3,
+        # CPU seconds per second of the run: the share of a core (of the GIL) taken
+        "sample_core_share": _SPENT["sample"] / float(result.meta["wall_s"]),
+        "frames_core_share": _SPENT["frames"] / float(result.meta["wall_s"]),
+        "view_setup_cpu_s": _SPENT["view_setup"],
+        "final_figure_cpu_s": _SPENT["final"],
+    }
+
+
+def measure_watch(url: str, *, n: int, pairs: int, live: bool) -> dict[str, Any]:
+    """Alternating pairs: watching on vs off (state sampling, or the live view)."""
+    strategy = rl.ConnectionLimit(50)
+    on_kw: dict[str, Any] = {"live": True} if live else {"state": True}
+    off_kw: dict[str, Any] = {"live": False} if live else {"state": False}
+    run_watch(url, max(n // 10, 50), strategy, **on_kw)
+    run_watch(url, max(n // 10, 50), strategy, **off_kw)
+    samples = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            off = run_watch(url, n, strategy, **off_kw)
+            on = run_watch(url, n, strategy, **on_kw)
+        else:
+            on = run_watch(url, n, strategy, **on_kw)
+            off = run_watch(url, n, strategy, **off_kw)
+        samples.append(
+            {
+                "on": on,
+                "off": off,
+                "ratio": on["engine_rate_per_s"] / off["engine_rate_per_s"],
+                "end_to_end_ratio": on["rate_per_s"] / off["rate_per_s"],
+                "cpu_ratio": off["cpu_us_per_request"] / on["cpu_us_per_request"],
+            }
+        )
+    return {
+        "what": "live view" if live else "state sampling",
+        "strategy": repr(strategy),
+        "requests": n,
+        "pairs": samples,
+        "ratio": describe([s["ratio"] for s in samples]),
+        "end_to_end_ratio": describe([s["end_to_end_ratio"] for s in samples]),
+        "cpu_ratio": describe([s["cpu_ratio"] for s in samples]),
+        "best_ratio": max(s["on"]["engine_rate_per_s"] for s in samples)
+        / max(s["off"]["engine_rate_per_s"] for s in samples),
+        "frames_per_s": describe(  # during the run (the engine's wall time)
+            [s["on"]["frames"] * s["on"]["engine_rate_per_s"] / n for s in samples]
+        ),
+        "cpu_share": describe(
+            [s["on"]["frames_cpu_share" if live else "sample_cpu_share"] for s in samples]
+        ),
+        "frame_cpu_ms": describe([s["on"]["frame_cpu_ms"] for s in samples]),
+        "core_share": describe(
+            [s["on"]["frames_core_share" if live else "sample_core_share"] for s in samples]
+        ),
+        "state_rows": describe([s["on"]["state_rows"] for s in samples]),
+    }
+
+
+def run_watch_report(*, n: int, pairs: int) -> dict[str, Any]:
+    report: dict[str, Any] = {"benchmark": "overhead-watch", "requests": n, "workers": WORKERS}
+    _instrument()
+    with server_process("ratelab") as url:
+        state = measure_watch(url, n=n, pairs=pairs, live=False)
+        live = measure_watch(url, n=n, pairs=pairs, live=True)
+    report["lines"] = {"state": state, "live": live}
+    report["headline"] = [
+        headline("state sampling on / off, ConnectionLimit(50)",
+                 round(state["ratio"]["median"], 3), ">= 0.98"),
+        headline("  best run / best run", round(state["best_ratio"], 3)),
+        headline("live view on / off (in a running loop)", round(live["ratio"]["median"], 3),
+                 ">= 0.97"),
+        headline("  best run / best run", round(live["best_ratio"], 3)),
+        headline("  end to end (+ the final figure)", round(live["end_to_end_ratio"]["median"], 3)),
+        headline("state sampling: share of the run's CPU", round(state["cpu_share"]["median"], 4),
+                 "< 0.02"),
+        headline("live frames: share of the run's CPU", round(live["cpu_share"]["median"], 4),
+                 "< 0.03"),
+        headline("state sampling: share of a core", round(state["core_share"]["median"], 4)),
+        headline("live frames: share of a core", round(live["core_share"]["median"], 4)),
+        headline("  CPU per live frame (ms)", round(live["frame_cpu_ms"]["median"], 1)),
+        headline("  live frames per second", round(live["frames_per_s"]["median"], 2)),
+    ]  # fmt: skip
+    report["machine"] = machine_info()
+    return report
 
 
 def measure_line(
@@ -228,10 +396,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=None, help="requests per run")
     p.add_argument("--pairs", type=int, default=None, help="bare/ratelab pairs per line")
     p.add_argument("--servers", default="ratelab,minimal", help="comma-separated: ratelab, minimal")
+    p.add_argument("--watch", action="store_true", help="the cost of state sampling and live=True")
     args = p.parse_args(argv)
     n = args.requests or (200 if args.smoke else 20_000)
     pairs = args.pairs or (1 if args.smoke else 7)
     servers = tuple(s for s in args.servers.split(",") if s)
+    if args.watch:
+        report = run_watch_report(n=n, pairs=pairs)
+        report["smoke"] = args.smoke
+        for row in report["headline"]:
+            print(f"{row['metric']:<45} {row['value']}")
+        for line in report["lines"].values():
+            print(f"  {line['what']:<16} ratios {[round(s['ratio'], 3) for s in line['pairs']]}")
+        write_report(report, default_out("overhead-watch", args))
+        return 0
     report = run(n=n, pairs=pairs, native_s=1 if args.smoke else 3, servers=servers)
     report["smoke"] = args.smoke
     for row in report["headline"]:

@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "plot_concurrency": "analysis.plots",
     "plot_headers": "analysis.headers",
     "plot_latency": "analysis.plots",
+    "plot_state": "analysis.state_plots",
     "plot_throughput": "analysis.plots",
     "plot_timeline": "analysis.plots",
     "plot_waits": "analysis.plots",
@@ -137,6 +138,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         plot_waits,
     )
     from ratelab.analysis.result import Result, load
+    from ratelab.analysis.state_plots import plot_state
     from ratelab.analysis.sweeps import SweepResult, plot_sweep
     from ratelab.client.guards import Guard
     from ratelab.client.processes import run_processes

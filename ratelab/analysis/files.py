@@ -38,9 +38,12 @@ __all__ = [
     "MARKER_KEY",
     "SCHEMA_VERSION",
     "SERVER_LOG_KEY",
+    "STATE_COLUMNS",
+    "STATE_KEY",
     "ResultFileError",
     "ResultParts",
     "empty_headers",
+    "empty_state",
     "read_result",
     "write_result",
 ]
@@ -54,6 +57,11 @@ SERVER_LOG_KEY = b"ratelab.server_log"
 #: Schema-metadata key of the recorded response headers (same encoding as the server log;
 #: absent when none were recorded, and in files written before they were).
 HEADERS_KEY = b"ratelab.headers"
+#: Schema-metadata key of the limiters' sampled state (``result.state``; same encoding;
+#: absent when nothing was sampled, and in files written before it was).
+STATE_KEY = b"ratelab.state"
+#: ``result.state``'s columns and their dtypes (checked on loading).
+STATE_COLUMNS = {"t_s": "float64", "guard": "category", "quantity": "category", "value": "float64"}
 # The header's "format": the module that first wrote these files. Files carry it, so it
 # stays as it is wherever the code lives.
 _FORMAT = "ratelab.analysis.result"
@@ -70,6 +78,19 @@ class ResultParts(NamedTuple):
     meta: dict[str, Any]
     server_log: pd.DataFrame | None
     headers: pd.DataFrame | None = None
+    state: pd.DataFrame | None = None
+
+
+def empty_state() -> pd.DataFrame:
+    """The limiters' state frame with no rows: t_s, guard, quantity, value."""
+    return pd.DataFrame(
+        {
+            "t_s": np.zeros(0, np.float64),
+            "guard": pd.Categorical([]),
+            "quantity": pd.Categorical([]),
+            "value": np.zeros(0, np.float64),
+        }
+    )
 
 
 def empty_headers() -> pd.DataFrame:
@@ -207,6 +228,7 @@ def write_result(
     meta: dict[str, Any],
     server_log: pd.DataFrame | None = None,
     headers: pd.DataFrame | None = None,
+    state: pd.DataFrame | None = None,
 ) -> Path:
     """Write one run to one Parquet file (atomically; parent directories are created).
 
@@ -230,6 +252,8 @@ def write_result(
         metadata[SERVER_LOG_KEY] = _encode_server_log(server_log)
     if headers is not None and len(headers):
         metadata[HEADERS_KEY] = _encode_server_log(headers)
+    if state is not None and len(state):
+        metadata[STATE_KEY] = _encode_server_log(state)
     table = table.replace_schema_metadata(metadata)
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -364,6 +388,17 @@ def _read(path: Path, pf: pq.ParquetFile) -> ResultParts:
         headers["attempt"] = headers["attempt"].astype(np.int16)
         headers["value"] = headers["value"].astype(object)
 
+    state = empty_state()
+    raw_state = metadata.get(STATE_KEY)
+    if raw_state is not None:
+        try:
+            state = _decode_server_log(raw_state)
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise _fail(path, f"the sampled limiter state is damaged ({e})") from e
+        found = {c: str(state[c].dtype) for c in state.columns}
+        if found != STATE_COLUMNS:
+            raise _fail(path, f"the sampled limiter state has columns {found}, not {STATE_COLUMNS}")
+
     try:
         experiment = Experiment.from_dict(header["experiment"])
     except (ConfigError, KeyError, TypeError) as e:
@@ -372,5 +407,6 @@ def _read(path: Path, pf: pq.ParquetFile) -> ResultParts:
     if not isinstance(meta, dict):
         raise _fail(path, "the ratelab metadata is damaged (meta is not a mapping)")
     return ResultParts(
-        df=df, experiment=experiment, meta=meta, server_log=server_log, headers=headers
-    )
+        df=df, experiment=experiment, meta=meta, server_log=server_log, headers=headers,
+        state=state,
+    )  # fmt: skip

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ratelab.analysis.files import empty_headers, read_result, write_result
+from ratelab.analysis.files import empty_headers, empty_state, read_result, write_result
 from ratelab.errors import ConfigError
 from ratelab.experiment.experiment import Experiment
 
@@ -45,17 +45,27 @@ class Result:
     ``headers``: the recorded response headers (rate-limit ones and the Experiment's
     ``record_headers``), one row per header per attempt: ``request_id``, ``attempt``,
     ``name`` (lower case), ``value`` (str); empty when none were sent (or the run predates
-    it). Join it to ``df`` on (request_id, attempt) for times."""
+    it). Join it to ``df`` on (request_id, attempt) for times.
+
+    ``state``: the limiters' and the connection pool's state sampled during the run (every
+    ``state_interval_s``, 0.05 s by default), a long frame: ``t_s`` (run clock), ``guard``
+    (the strategy part's label, e.g. ``RateLimit(20)``, or ``pool``), ``quantity`` (e.g.
+    ``level``, ``waiters``, ``in_use``, ``queued``), ``value``; drawn by
+    :func:`ratelab.analysis.state_plots.plot_state`. Empty when nothing was sampled (or
+    the run predates it)."""
 
     df: pd.DataFrame
     experiment: Experiment
     meta: dict[str, Any] = field(default_factory=dict)
     server_log: pd.DataFrame | None = None
     headers: pd.DataFrame = field(default_factory=lambda: empty_headers())
+    state: pd.DataFrame = field(default_factory=lambda: empty_state())
 
     def __post_init__(self) -> None:
         if self.headers is None:
             object.__setattr__(self, "headers", empty_headers())
+        if self.state is None:
+            object.__setattr__(self, "state", empty_state())
 
     @property
     def label(self) -> str:
@@ -82,6 +92,7 @@ class Result:
             meta=self.meta,
             server_log=self.server_log,
             headers=self.headers,
+            state=self.state,
         )
 
     @classmethod
@@ -232,6 +243,7 @@ def load(path: str | os.PathLike[str]) -> Result:
         meta=parts.meta,
         server_log=parts.server_log,
         headers=parts.headers,
+        state=parts.state,
     )
 
 

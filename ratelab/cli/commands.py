@@ -64,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = read_toml(path)
     server = data.pop("server", None)
     simulate = getattr(args, "simulate", False)
+    live = bool(getattr(args, "live", False))  # virtual time shown at real speed
     try:
         exp, local = experiment_from_toml(data, server, simulate=simulate)
     except OSError as e:  # the [server] table's port is taken, or not ours to bind
@@ -74,10 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         if args.loop not in (None, "asyncio"):
             raise ConfigError("--loop", args.loop, "a simulation runs on asyncio: leave it out")
-        result = _simulate(exp, local, progress=not args.no_progress)
+        result = _simulate(exp, local, progress=not args.no_progress, live=live)
     else:
         try:
-            result = run(exp, progress=not args.no_progress, loop=args.loop)
+            result = run(exp, progress=not args.no_progress, loop=args.loop, live=live)
         finally:
             if local is not None:  # the embedded server, started when the Experiment took it
                 local.stop()

@@ -1,7 +1,7 @@
 """The ``ratelab`` command line.
 
     ratelab demo [--out data/demo] [--requests 100]     the recipe and each single strategy
-    ratelab run EXPERIMENT.toml [--out data/NAME.parquet] [--no-progress] [--simulate]
+    ratelab run EXPERIMENT.toml [--out data/NAME.parquet] [--no-progress] [--live] [--simulate]
     ratelab plot RUN.parquet [-o FIG.png]               one run's dashboard
     ratelab compare A.parquet B.parquet ... [-o FIG.png]
     ratelab summary RUN.parquet ...                     a table on stdout
@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("experiment", help="EXPERIMENT.toml")
     sp.add_argument("--out", help="Parquet file to write (default data/<file stem>.parquet)")
     sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sp.add_argument(
+        "--live",
+        action="store_true",
+        help="show the headline numbers (rate now, in flight, waits, statuses, limiter state) "
+        "refreshed in place; the progress bar where output is not a terminal",
+    )
     sp.add_argument(
         "--loop",
         choices=LOOPS,

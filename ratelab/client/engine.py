@@ -40,6 +40,7 @@ from ratelab.client.guards import takes_cost, takes_headers
 from ratelab.client.loops import loop_name, stamp_clock, timer_delay_s
 from ratelab.client.transports import transport_for
 from ratelab.client.transports.base import HeaderNames, RequestSpec, Stamps, Transport
+from ratelab.client.watch.sampler import DEFAULT_INTERVAL_S, SourceFailed, StateSampler
 from ratelab.errors import RunError
 from ratelab.experiment.experiment import Experiment, check_costs, check_drawn
 from ratelab.experiment.request_options import check_sendable
@@ -117,6 +118,7 @@ class Engine:
         clock: Callable[[], float] | None = None,
         on_tick: Callable[[int], None] | None = None,
         tick_s: float = 0.1,
+        state_interval_s: float | None = DEFAULT_INTERVAL_S,
     ) -> None:
         self.experiment = experiment
         self.base_url = base_url.rstrip("/")
@@ -124,6 +126,8 @@ class Engine:
         self.clock = clock
         self.on_tick = on_tick
         self.tick_s = tick_s
+        self.state_interval_s = state_interval_s  # None: no state sampled
+        self.sampler: StateSampler | None = None
         self.completed = 0
         self.run_token = secrets.token_hex(4)
         exp = experiment
@@ -206,6 +210,8 @@ class Engine:
             tasks += [loop.create_task(self._worker(w)) for w in range(workers)]
             if self.on_tick is not None:
                 tasks.append(loop.create_task(self._ticker()))
+            if self.state_interval_s is not None:  # the guards' and the pool's state
+                tasks.append(loop.create_task(self._sample_state()))
             await self._until_done(tasks)
         except asyncio.CancelledError:
             interrupted = True
@@ -336,6 +342,28 @@ class Engine:
                 on_tick(self.completed)
             except Exception as e:
                 raise _Failed("the progress callback") from e
+
+    async def _sample_state(self) -> None:
+        """Sample the guards' and the pool's state (:mod:`ratelab.client.watch.sampler`)."""
+        sources = [
+            (lb, f"guard {lb}", g.state) for lb, g in zip(self.labels, self.guards, strict=True)
+        ]
+        tr: Any = self.transport
+        sources.append(("pool", f"transport {tr.name}", tr.state))
+        self.sampler = StateSampler(sources, self.state_interval_s or DEFAULT_INTERVAL_S)
+        try:
+            await self.sampler.run(self.now, self.t0)
+        except SourceFailed as e:
+            raise _Failed(e.where) from e.__cause__
+
+    def state_frame(self) -> Any:
+        """``result.state``: the sampled state as a long frame (t_s, guard, quantity,
+        value; guard = the strategy part's label, or ``"pool"``), empty if none."""
+        from ratelab.client.watch.sampler import empty_state
+
+        if self.sampler is None:
+            return empty_state()
+        return self.sampler.frame()
 
     async def _worker(self, wid: int) -> None:
         q = self.queue

@@ -42,6 +42,7 @@ import asyncio
 import inspect
 import math
 from collections import deque
+from collections.abc import Mapping
 
 from aiolimiter import AsyncLimiter
 
@@ -99,6 +100,12 @@ class Guard:
         Once, when the run ends (also after an interrupt), after the HTTP session is
         closed: release what the guard holds outside the process (e.g. connections to a
         shared store).
+    ``state()``
+        What the gate holds right now, as ``{quantity: number}`` (e.g. ``{"level": 3.0,
+        "waiters": 2.0}``): sampled every ``state_interval_s`` of the run into
+        ``result.state`` (``rl.plot_state``). Plain, cheap and read-only: it must not
+        change the gate, wait, or call anything outside the process. Default: ``{}``
+        (nothing sampled). Keep the same keys for the whole run.
 
     Each method's default does nothing, so a guard overrides only what it needs; all are
     called on the loop's thread, one at a time (no thread locks needed; an
@@ -118,6 +125,10 @@ class Guard:
 
     async def aclose(self) -> None:
         """The run is over: release what the guard holds (connections to a shared store)."""
+
+    def state(self) -> Mapping[str, float]:
+        """What the gate holds now, ``{quantity: number}``; sampled into ``result.state``."""
+        return {}
 
 
 def _positional(method: object) -> int:
@@ -189,15 +200,26 @@ class LimiterGuard(Guard):
         # bucket only leaks while time goes on
         await self.acquire(endpoint, cost)
 
+    def state(self) -> Mapping[str, float]:
+        """``level``: aiolimiter's bucket, leaked to now (0: empty, room for a burst of
+        ``max_rate``); ``waiters``: acquires waiting for room."""
+        lim = self._limiter
+        level = lim._level
+        if level:
+            elapsed = lim._loop.time() - lim._last_check
+            level = max(level - elapsed * lim._rate_per_sec, 0.0)
+        return {"level": float(level), "waiters": float(len(lim._waiters))}
+
 
 class SemaphoreGuard(Guard):
     """``Concurrency``: an ``asyncio.Semaphore(n)`` held for the whole attempt."""
 
-    __slots__ = ("_endpoint", "_semaphore")
+    __slots__ = ("_endpoint", "_n", "_semaphore")
 
     def __init__(self, n: int, endpoint: str | None) -> None:
         self._semaphore = asyncio.Semaphore(n)
         self._endpoint = endpoint
+        self._n = n
 
     async def acquire(self, endpoint: str) -> None:
         if self._endpoint is None or endpoint == self._endpoint:
@@ -214,6 +236,13 @@ class SemaphoreGuard(Guard):
 
     async def _take(self, endpoint: str, cost: float | None, at: float) -> None:
         await self.acquire(endpoint)  # not locked: takes a slot without suspending
+
+    def state(self) -> Mapping[str, float]:
+        """``holders``: attempts holding the semaphore; ``waiters``: waiting for it."""
+        sem = self._semaphore
+        waiters = sem._waiters
+        waiting = sum(not w.done() for w in waiters) if waiters else 0
+        return {"holders": float(self._n - sem._value), "waiters": float(waiting)}
 
 
 class TokenBucketGuard(Guard):
@@ -260,6 +289,13 @@ class TokenBucketGuard(Guard):
             finally:
                 self._waiting -= 1
 
+    def state(self) -> Mapping[str, float]:
+        """``tokens``: the bucket's tokens now (refilled to now; a bucket booked ahead is
+        counted back to now, at least 0); ``waiters``."""
+        elapsed = self._loop.time() - self._last
+        tokens = min(self._burst, max(0.0, self._tokens + elapsed * self._rate))
+        return {"tokens": float(tokens), "waiters": _waiters(self)}
+
 
 class SlidingWindowGuard(Guard):
     __slots__ = ("_limit", "_log", "_loop", "_waiting", "_window")
@@ -297,6 +333,16 @@ class SlidingWindowGuard(Guard):
                 await asyncio.sleep(timer_delay_s(loop, delay))
             finally:
                 self._waiting -= 1
+
+    def state(self) -> Mapping[str, float]:
+        """``in_window``: the admissions in its log that lie in the last ``window_s`` (a
+        guard that books ahead may have dropped past ones); ``waiters``."""
+        now = self._loop.time()
+        start = now - self._window
+        return {
+            "in_window": float(sum(start < t <= now for t in self._log)),  # not booked ahead
+            "waiters": _waiters(self),
+        }
 
 
 class AdaptiveGuard(Guard):
@@ -369,3 +415,21 @@ class AdaptiveGuard(Guard):
         else:
             return
         self.history.append((now, self.rate))
+
+    def state(self) -> Mapping[str, float]:
+        """``rate_per_s``: the current pacing rate."""
+        return {"rate_per_s": float(self.rate), "waiters": _waiters(self)}
+
+
+def _waiters(guard: Guard) -> float:
+    """Acquires waiting at a guard: its count of sleepers (``_waiting``) if it keeps one,
+    else, for a guard whose lock is held only while its holder waits, the holder plus the
+    tasks queued for the lock (read between tasks, on the loop's thread)."""
+    waiting = getattr(guard, "_waiting", None)
+    if waiting is not None:
+        return float(waiting)
+    lock = getattr(guard, "_lock", None)
+    if lock is None:
+        return 0.0
+    queued = lock._waiters
+    return float(lock.locked()) + float(sum(not w.done() for w in queued) if queued else 0)

@@ -10,6 +10,7 @@ library never patches the caller's loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import threading
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,8 @@ from ratelab.client.engine import Engine
 from ratelab.client.loops import loop_factory, loop_name
 from ratelab.client.progress import Progress
 from ratelab.client.server_log import fetch_server_log
+from ratelab.client.watch.live import close_view, live_view
+from ratelab.client.watch.sampler import DEFAULT_INTERVAL_S, check_interval
 from ratelab.errors import ConfigError, RunError
 from ratelab.experiment.experiment import Experiment
 from ratelab.experiment.polite import check_polite
@@ -33,20 +36,24 @@ def _check(experiment: object) -> Experiment:
     return experiment
 
 
-async def _execute(exp: Experiment, progress: Progress | None, engine_box: list[Engine]) -> Result:
-    engine = Engine(exp, base_url=exp.target, on_tick=progress.update_to if progress else None)
+async def _execute(
+    exp: Experiment, progress: Progress | None, engine_box: list[Engine], *,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S,
+) -> Result:  # fmt: skip
+    engine = Engine(exp, base_url=exp.target, on_tick=progress.update_to if progress else None,
+                    state_interval_s=state_interval_s)  # fmt: skip
     engine_box.append(engine)
     try:
         store, meta = await engine.run()
     except RunError as e:
         if e.records is not None:  # the rows so far, as a Result on the error
             store, meta = e.records  # type: ignore[misc]
-            e.result = await _result(exp, store, meta)
+            e.result = await _result(exp, store, meta, engine.state_frame())
         raise
-    return await _result(exp, store, meta)
+    return await _result(exp, store, meta, engine.state_frame())
 
 
-async def _result(exp: Experiment, store: Any, meta: dict[str, Any]) -> Result:
+async def _result(exp: Experiment, store: Any, meta: dict[str, Any], state: Any = None) -> Result:
     server_log = await asyncio.to_thread(
         fetch_server_log, exp.target, runs=[meta["run"]], t0=meta["t0_monotonic"]
     )
@@ -55,14 +62,18 @@ async def _result(exp: Experiment, store: Any, meta: dict[str, Any]) -> Result:
     meta["clock"] = "real"
     return Result(
         df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log,
-        headers=store.headers_frame(),
+        headers=store.headers_frame(), state=state,
     )  # fmt: skip
 
 
-async def arun(experiment: Experiment, *, progress: bool = True) -> Result:
+async def arun(
+    experiment: Experiment, *, progress: bool = True, live: bool = False,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S,
+) -> Result:  # fmt: skip
     """Run ``experiment`` on the current loop and return its Result (``await rl.arun(exp)``).
 
-    Cancelling the awaiting task stops the run and returns the partial Result.
+    Cancelling the awaiting task stops the run and returns the partial Result. ``live`` and
+    ``state_interval_s``: as :func:`run`.
     """
     exp = _check(experiment)
     check_polite(exp, processes=1)  # before anything is sent (plain data skipped it)
@@ -77,11 +88,18 @@ async def arun(experiment: Experiment, *, progress: bool = True) -> Result:
         raise ConfigError(
             "loop", exp.loop, f"arun runs in the caller's loop ({running}): use rl.run(exp)"
         )
-    bar = Progress(exp, progress)
+    interval = check_interval(state_interval_s)
+    engines: list[Engine] = []
+    bar = live_view(exp, live=live, progress=progress, engines=engines)
+    result = None
     try:
-        return await _execute(exp, bar, [])
+        result = await _execute(exp, bar, engines, state_interval_s=interval)
+        return result
+    except RunError as e:
+        result = e.result
+        raise
     finally:
-        bar.close()
+        close_view(bar, result)
 
 
 def run(
@@ -90,6 +108,8 @@ def run(
     progress: bool = True,
     processes: int | None = None,
     loop: str | None = None,
+    live: bool = False,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S,
 ) -> Result:
     """Run ``experiment`` to the end and return its Result; works in scripts and in Jupyter.
 
@@ -105,6 +125,13 @@ def run(
     'ratelab[uvloop]'``) runs on uvloop instead of asyncio's loop: less client CPU per
     request; records keep full resolution and rate limits do not busy-wait on its
     millisecond timers (see :mod:`ratelab.client.loops`). ``result.meta["loop"]`` says which ran.
+
+    ``live=True`` watches the run as it goes instead of a progress bar: in JupyterLab a
+    figure updated twice a second (throughput, in flight, waits, 429s, the limiters'
+    state), replaced by the final static figure when the run ends; in a terminal one line
+    of headline numbers rewritten in place; where output is not a terminal, the progress
+    bar (see :mod:`ratelab.client.watch.live`). ``state_interval_s`` (default 0.05; None:
+    off) is how often the guards' and the pool's state is sampled into ``result.state``.
     """
     exp = _check(experiment)
     if loop is not None and loop != exp.loop:
@@ -115,18 +142,28 @@ def run(
     else:
         from ratelab.client.processes import run_processes
 
+        if live:
+            raise ConfigError("live", live, "a live view follows one process: processes=1")
         return run_processes(exp.replace(processes=n), processes=n, progress=progress)
     factory = loop_factory(exp.loop)
+    interval = check_interval(state_interval_s)
+    execute = functools.partial(_execute, state_interval_s=interval)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         with asyncio.Runner(loop_factory=factory) as runner:
-            bar = Progress(exp, progress)
+            engines: list[Engine] = []
+            bar = live_view(exp, live=live, progress=progress, engines=engines)
+            result = None
             try:
-                return runner.run(_execute(exp, bar, []))
+                result = runner.run(execute(exp, bar, engines))
+                return result
+            except RunError as e:
+                result = e.result
+                raise
             finally:
-                bar.close()
-    return _run_in_thread(exp, progress, factory)
+                close_view(bar, result)
+    return _run_in_thread(exp, progress, factory, execute, live=live)
 
 
 def _run_in_thread(
@@ -134,14 +171,16 @@ def _run_in_thread(
     progress: bool,
     factory: Callable[[], asyncio.AbstractEventLoop],
     execute: Callable[[Experiment, Progress | None, list[Engine]], Awaitable[Result]] | None = None,
+    *,
+    live: bool = False,
 ) -> Result:
     """Run on a worker thread with its own loop; the calling thread feeds the progress bar
     and turns a KeyboardInterrupt into a cancellation of the run. ``execute`` (default: a
     real run) makes the Result and puts its Engine in the list it is given."""
     execute = _execute if execute is None else execute
-    bar = Progress(exp, progress)
     box: dict[str, Any] = {}
     engines: list[Engine] = []
+    bar = live_view(exp, live=live, progress=progress, engines=engines)  # fed from here
     started = threading.Event()
     finished = threading.Event()  # waited on instead of thread.join(): on 3.11 an interrupt
     # inside join() can mark a live thread as stopped (the bpo-45274 workaround)
@@ -182,7 +221,8 @@ def _run_in_thread(
             bar.update_to(engines[0].completed)
     finally:
         restore()
-        bar.close()
+        error = box.get("error")
+        close_view(bar, box.get("result", getattr(error, "result", None)))
     if "error" in box:
         raise box["error"]
     return box["result"]

@@ -75,3 +75,8 @@ class SimulatedPool:
             if not fut.done():
                 fut.set_result(None)
                 return
+
+    def state(self) -> dict[str, float]:
+        """``in_use``: connections taken; ``queued``: requests waiting for one."""
+        queued = sum(not f.done() for f in self.waiters)
+        return {"in_use": float(self.in_use), "queued": float(queued)}

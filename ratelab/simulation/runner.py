@@ -33,6 +33,8 @@ from ratelab.analysis.result import Result
 from ratelab.client.engine import Engine
 from ratelab.client.progress import Progress
 from ratelab.client.runner import _run_in_thread
+from ratelab.client.watch.live import check_speed, pace
+from ratelab.client.watch.sampler import DEFAULT_INTERVAL_S, check_interval
 from ratelab.errors import ConfigError, RunError
 from ratelab.experiment.experiment import Experiment, is_loopback
 from ratelab.simulation.server import (
@@ -144,23 +146,31 @@ def _run_token(
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=repr).encode()).hexdigest()[:8]
 
 
-def _executor(server: LocalServer | None, host: Host) -> Any:
+def _executor(
+    server: LocalServer | None, host: Host, *, state_interval_s: float | None = DEFAULT_INTERVAL_S,
+    speed: float | None = None,
+) -> Any:  # fmt: skip
     async def execute(exp: Experiment, _progress: Progress | None, box: list[Engine]) -> Result:
         transport = SimulatedServer(server, seed=exp.seed, **host.as_dict())
         # no on_tick: a ticker would wake every 0.1 s of *virtual* time (864,000 times a
         # day); the calling thread reads engine.completed instead
         sim_exp = exp.replace(strategy=simulated_strategy(exp.strategy))
-        engine = Engine(sim_exp, base_url=exp.target, transport=transport)
+        engine = Engine(sim_exp, base_url=exp.target, transport=transport,
+                        state_interval_s=state_interval_s)  # fmt: skip
         engine.run_token = _run_token(exp, server, host)
         box.append(engine)
+        pacer = None if speed is None else asyncio.get_running_loop().create_task(pace(speed))
         try:
             store, meta = await engine.run()
         except RunError as e:
             if e.records is not None:
                 store, meta = e.records  # type: ignore[misc]
-                e.result = _result(exp, store, meta, transport, host)
+                e.result = _result(exp, store, meta, transport, host, engine.state_frame())
             raise
-        return _result(exp, store, meta, transport, host)
+        finally:
+            if pacer is not None:
+                pacer.cancel()
+        return _result(exp, store, meta, transport, host, engine.state_frame())
 
     return execute
 
@@ -239,7 +249,12 @@ def _clients_executor(server: LocalServer | None, host: Host, n: int) -> Any:
 
 
 def _result(
-    exp: Experiment, store: Any, meta: dict[str, Any], transport: SimulatedServer, host: Host
+    exp: Experiment,
+    store: Any,
+    meta: dict[str, Any],
+    transport: SimulatedServer,
+    host: Host,
+    state: Any = None,
 ) -> Result:
     meta["clock"] = "virtual"
     meta["loop"] = "asyncio"  # a VirtualClockLoop is asyncio's selector loop
@@ -248,12 +263,19 @@ def _result(
     if transport.server is not None:
         meta["server"] = repr(transport.server)
     server_log = transport.log(meta["t0_monotonic"])
-    return Result(df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log,
-                  headers=store.headers_frame())  # fmt: skip
+    return Result(
+        df=store.to_frame(), experiment=exp, meta=meta, server_log=server_log,
+        headers=store.headers_frame(), state=state,
+    )  # fmt: skip
 
 
-def _pick(server: LocalServer | None, host: Host, clients: int) -> Any:
-    return _executor(server, host) if clients == 1 else _clients_executor(server, host, clients)
+def _pick(
+    server: LocalServer | None, host: Host, clients: int, *,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S, speed: float | None = None,
+) -> Any:  # fmt: skip
+    if clients == 1:
+        return _executor(server, host, state_interval_s=state_interval_s, speed=speed)
+    return _clients_executor(server, host, clients)
 
 
 def simulate(
@@ -266,6 +288,9 @@ def simulate(
     cpu_s: float = DEFAULT_CPU_S,
     late_s: float = DEFAULT_LATE_S,
     connect_s: float = DEFAULT_CONNECT_S,
+    live: bool = False,
+    live_speed: float = 1.0,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S,
 ) -> Result:
     """Run ``experiment`` on a virtual clock against a simulated ``server``; return its Result.
 
@@ -292,10 +317,18 @@ def simulate(
     interrupt returns the partial Result. What cannot be simulated (``processes > 1``: use
     ``clients``; uvloop; a ``SharedRateLimit`` other than the moving window) raises
     :class:`~ratelab.errors.ConfigError` before anything runs.
+
+    ``live=True`` watches it as :func:`ratelab.run` does (the limiters' state sampled every
+    ``state_interval_s`` of virtual time), with virtual time slowed to ``live_speed``
+    virtual seconds per wall second (1: real time; ``math.inf``: as fast as it goes).
+    ``clients > 1`` keeps no state (``result.state`` is empty).
     """
     server = check_simulation(experiment, server, rtt_s, clients=clients)
-    execute = _pick(server, Host(rtt_s, cpu_s, late_s, connect_s), int(clients))
-    return _run_in_thread(experiment, progress, _loop, execute)
+    interval = check_interval(state_interval_s)
+    speed = check_speed(live_speed) if live else None
+    execute = _pick(server, Host(rtt_s, cpu_s, late_s, connect_s), int(clients),
+                    state_interval_s=interval, speed=speed)  # fmt: skip
+    return _run_in_thread(experiment, progress, _loop, execute, live=live)
 
 
 async def asimulate(
@@ -308,10 +341,14 @@ async def asimulate(
     cpu_s: float = DEFAULT_CPU_S,
     late_s: float = DEFAULT_LATE_S,
     connect_s: float = DEFAULT_CONNECT_S,
+    live: bool = False,
+    live_speed: float = 1.0,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S,
 ) -> Result:
     """``await rl.asimulate(exp, server)``: :func:`simulate` without blocking the caller's
     loop (the simulation runs on a virtual-clock loop in a worker thread)."""
     return await asyncio.to_thread(
         simulate, experiment, server, progress=progress, clients=clients,
-        rtt_s=rtt_s, cpu_s=cpu_s, late_s=late_s, connect_s=connect_s,
+        rtt_s=rtt_s, cpu_s=cpu_s, late_s=late_s, connect_s=connect_s, live=live,
+        live_speed=live_speed, state_interval_s=state_interval_s,
     )  # fmt: skip

@@ -242,6 +242,11 @@ class SimulatedServer(Transport):
             departure, _, adm = heapq.heappop(finishing)
             policy.finish(adm, departure)  # type: ignore[union-attr]
 
+    def state(self) -> dict[str, float]:
+        """This client's simulated pool: ``in_use`` and ``queued``."""
+        pool = getattr(self, "pool", None)
+        return {} if pool is None else pool.state()
+
     async def _exchange(
         self, loop: asyncio.AbstractEventLoop, row: int, method: str, url: str,
         request_id: str, deadline: float, fresh: bool, c: SimulatedServer | SimulatedClient,
@@ -380,6 +385,11 @@ class SimulatedClient(Transport):
 
     async def send(self, row: int, method: str, url: str, request_id: str) -> Reply:
         return await _send(self, self.server, row, method, url, request_id)
+
+    def state(self) -> dict[str, float]:
+        """This client's simulated pool: ``in_use`` and ``queued``."""
+        pool = getattr(self, "pool", None)
+        return {} if pool is None else pool.state()
 
 
 def _record(

@@ -22,6 +22,7 @@ import asyncio
 import random
 import weakref
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ratelab.client.guards import Guard
@@ -106,6 +107,11 @@ class SimulatedSharedGuard(Guard):
                     return
                 wait = max(frees_s - now, MIN_WAIT_S)
                 await asyncio.sleep(min(wait + JITTER_S * self._rng.random(), cap))
+
+    def state(self) -> Mapping[str, float]:
+        """``in_window``: the shared key's hits in the moving window now (every client's)."""
+        _reset, remaining = self.store.window(self.loop.time())
+        return {"in_window": float(self.store.limit - remaining)}
 
 
 @dataclass(frozen=True, repr=False)

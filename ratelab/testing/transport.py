@@ -122,3 +122,8 @@ class ScriptedTransport(Transport):
 
     async def aclose(self) -> None:
         self.closed = True
+
+    def state(self) -> dict[str, float]:
+        """The simulated pool's ``in_use`` and ``queued``."""
+        pool = getattr(self, "pool", None)
+        return {} if pool is None else pool.state()

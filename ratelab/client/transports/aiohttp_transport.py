@@ -216,3 +216,13 @@ class AiohttpTransport(Transport):
         session = getattr(self, "session", None)
         if session is not None:
             await session.close()
+
+    def state(self) -> dict[str, float]:
+        """``in_use``: the connector's connections taken; ``queued``: requests waiting for
+        one (aiohttp's ``_acquired`` and ``_waiters``; read only)."""
+        session = getattr(self, "session", None)
+        if session is None:
+            return {}
+        conn: Any = session.connector
+        queued = sum(len(w) for w in conn._waiters.values())
+        return {"in_use": float(len(conn._acquired)), "queued": float(queued)}

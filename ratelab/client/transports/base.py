@@ -188,3 +188,10 @@ class Transport:
 
     async def aclose(self) -> None:
         """The run is over: close connections."""
+
+    def state(self) -> Mapping[str, float]:
+        """The connection pool now, ``{quantity: number}`` (e.g. ``in_use``, ``queued``),
+        sampled with the guards' state into ``result.state`` (as guard ``"pool"``). Plain,
+        cheap, read-only; called on the loop's thread between :meth:`open` and
+        :meth:`aclose`. Default: ``{}`` (nothing sampled)."""
+        return {}

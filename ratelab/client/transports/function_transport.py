@@ -149,6 +149,10 @@ class FunctionTransport(Transport):
         names = self.header_names
         return response_reply(resp, lambda h: names.record(store, row, h))
 
+    def state(self) -> Mapping[str, float]:
+        """The client's pool (the inner transport's state)."""
+        return self.inner.state()
+
     def error_name(self, exc: BaseException) -> str:
         return self.inner.error_name(exc)
 

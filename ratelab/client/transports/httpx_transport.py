@@ -292,3 +292,14 @@ class HttpxTransport(Transport):
         client = getattr(self, "client", None)
         if client is not None:
             await client.aclose()
+
+    def state(self) -> dict[str, float]:
+        """``in_use``: requests holding a connection of httpcore's pool; ``queued``: the
+        requests still waiting for one (its ``_requests``; read only)."""
+        client = getattr(self, "client", None)
+        pool = getattr(getattr(client, "_transport", None), "_pool", None)
+        requests = getattr(pool, "_requests", None)
+        if requests is None:
+            return {}
+        queued = sum(r.is_queued() for r in requests)
+        return {"in_use": float(len(requests) - queued), "queued": float(queued)}
