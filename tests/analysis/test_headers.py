@@ -152,3 +152,14 @@ def test_a_simulated_openai_run_reports_both_quotas_as_the_server_charged_them()
     assert tokens.loc[key].tolist() == [2_000 - s for s in spent]
     assert (r.df.status == 429).any()  # the tokens quota ran out before the requests one
     assert math.isclose(values["limit"].max(), 2_000)
+
+
+def test_a_run_without_rate_limit_headers_plots_a_note() -> None:
+    r = result_for("ietf")
+    r = Result(df=r.df, experiment=r.experiment, meta=r.meta,
+               headers=r.headers.iloc[0:0])  # fmt: skip
+    assert hv.header_values(r).empty
+    ax = hv.plot_headers(r)
+    assert not ax.get_lines()
+    assert [t.get_text() for t in ax.texts] == ["no 'remaining' headers recorded"]
+    plt.close(ax.figure)
