@@ -162,11 +162,11 @@ def plot_headers(
     first_unit = units[0] if units else None
     other: Axes | None = ax.twinx() if len(units) > 1 else None
     lines = []
-    for (name, unit), g in values.groupby(["name", "unit"], sort=False):
+    for i, ((name, unit), g) in enumerate(values.groupby(["name", "unit"], sort=False)):
         on = ax if other is None or unit == first_unit else other
-        style = "-" if on is ax else "--"
+        style = "-" if on is ax else "--"  # colours from one cycle over both axes
         (line,) = on.step(g["t_s"], g["value"], where="post", marker=".", linestyle=style,
-                          label=str(name))  # fmt: skip
+                          color=f"C{i % 10}", label=str(name))  # fmt: skip
         lines.append(line)
     ylabel = f"{field} (share of the limit)" if relative else field
     if field == "reset":

@@ -119,6 +119,7 @@ def test_tokens_go_on_a_second_axis_and_relative_puts_them_on_one() -> None:
     assert [ln.get_ydata().tolist() for ln in ax.get_lines()] == [[59, 58, 57]]
     (twin,) = [a for a in ax.figure.axes if a is not ax]
     assert [ln.get_ydata().tolist() for ln in twin.get_lines()] == [[29_000, 27_500, 26_000]]
+    assert ax.get_lines()[0].get_color() != twin.get_lines()[0].get_color()  # one colour cycle
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"]  # fmt: skip
     plt.close(ax.figure)
