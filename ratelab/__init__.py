@@ -76,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "compare": "analysis.plots",
     "dashboard": "analysis.plots",
     "plot_concurrency": "analysis.plots",
+    "header_values": "analysis.headers",
     "plot_headers": "analysis.headers",
     "plot_latency": "analysis.plots",
     "plot_state": "analysis.state_plots",
@@ -118,7 +119,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab import testing
-    from ratelab.analysis.headers import plot_headers
+    from ratelab.analysis.headers import header_values, plot_headers
     from ratelab.analysis.metrics import (
         WindowStats,
         concurrency,
