@@ -110,4 +110,4 @@ def test_the_run_starts_no_more_workers_than_requests() -> None:
     )
     df = store.to_frame()
     assert len(df) == 3 and (df.status == 200).all()
-    assert max(seen) <= 3 + 2  # three workers, the run task and at most a ticker
+    assert max(seen) <= 3 + 3  # three workers, the run task, the state sampler, a ticker
