@@ -132,6 +132,7 @@ class Probe:
         window, algorithm = self.window_s, self.algorithm or "sliding_window"
         if self.limit is None or window is None or not window > 0:
             return ()
+        window = max(round(window, 3), 0.001)  # to the millisecond
         if not self.quotas:
             return (ServerRateLimit(round(self.limit), window, algorithm=algorithm),)
         out = []

@@ -294,7 +294,7 @@ async def _window(
     limit = Finding(
         "limit", n_ok, "measured",
         f"{n_ok} requests passed in a burst of {_s(burst[-1].sent_s - t1)} before the first "
-        "429, and the whole quota came back at once",
+        "429, and they could all pass again a window later",
         n_ok, n_ok,
     )  # fmt: skip
     window = Finding(
