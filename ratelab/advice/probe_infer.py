@@ -34,11 +34,17 @@ whole seconds in most styles), so a bucket refilling faster than that looks like
    a split burst: 2 at that pass, ``limit - 2`` half a window later, and 4 one window after
    the pass. A fixed window (its counter opened at the pass) has its whole quota back: all
    4 pass; a sliding log has only the first 2 back. Then ``fixed_window`` or
-   ``sliding_window``.
+   ``sliding_window``. Without a precise Retry-After the first return is only bracketed
+   (within the search's factor); the check then starts inside the bracket and steps a
+   quarter of it, and the window is the middle of the two brackets' overlap.
 5. *Bucket*: poll for :data:`BUCKET_PASSES` passes, each right after a refusal: the passes
    come one token apart, so their spacing is ``window / limit`` (the lateness of the first
    and the last is all the error: it does not add up). ``token_bucket`` (GCRA admits exactly
-   the same requests: no client can tell them apart).
+   the same requests: no client can tell them apart). Without a precise Retry-After the
+   first and the last timed pass are searched for finely (from half the spacing so far, in
+   steps of a 25th of it) and those between coarsely; every pass is counted.
+
+A budget spent part way keeps what was found (the algorithm, or more, is then unknown).
 """
 
 from __future__ import annotations
@@ -111,19 +117,22 @@ async def _send(s: ProbeSession, phase: str, errors: list[int]) -> Observation:
 
 
 async def _until_ok(
-    s: ProbeSession, last: Observation, phase: str, guess_s: float, errors: list[int]
-) -> Observation:
-    """Poll until a request passes (see the module doc, step 2)."""
+    s: ProbeSession, last: Observation, phase: str, guess_s: float, errors: list[int], *,
+    first_s: float | None = None, growth: float = GROWTH,
+) -> Observation:  # fmt: skip
+    """Poll until a request passes (see the module doc, step 2). Without a precise
+    Retry-After the first wait is ``first_s`` (default ``guess_s``), then ``guess_s``
+    growing by ``growth`` each time (a whole-second Retry-After caps each wait)."""
     o, step = last, max(guess_s, 1e-3)
+    wait = step if first_s is None else max(first_s, 0.0)
     while not o.ok:
         if o.precise and o.retry_after_s is not None:
             wait = o.retry_after_s + MARGIN_S
-        else:
-            wait, step = step, step * GROWTH
-            if o.retry_after_s is not None:  # whole seconds, rounded up: an upper bound
-                wait = min(wait, o.retry_after_s)
+        elif o.retry_after_s is not None:  # whole seconds, rounded up: an upper bound
+            wait = min(wait, o.retry_after_s)
         await s.sleep_until(o.done_s + wait)
         o = await _send(s, phase, errors)
+        wait, step = step, step * growth
     return o
 
 
@@ -306,29 +315,11 @@ async def _window(
         algo = _unknown("algorithm", f"a limit of {n_ok} leaves no room for a split burst")
         return Findings(limit, window, algo, unit, "behaviour")
     # 4. the split burst: 2 at s1 (sent), limit - 2 half a window later, 4 a window after s1
-    await s.sleep_until(s1.sent_s + w1 / 2)
-    n_b = 0
-    for _ in range(n_ok - 2):
-        if not (await _send(s, "split", errors)).ok:
-            break
-        n_b += 1
-    await s.sleep_until(s1.sent_s + w1 + MARGIN_S)
-    passed, waited = 0, None
-    for _ in range(4):
-        o = await _send(s, "check", errors)
-        if not o.ok and passed == 0:  # early: the first window had opened before the burst
-            o = await _until_ok(s, o, "check", w1 / 20, errors)
-            waited = o.sent_s - s1.sent_s
-        if not o.ok:
-            break
-        passed += 1
-    if waited is not None:
-        window = Finding(
-            "window_s", waited, "measured",
-            f"the quota came back {_s(waited)} after the pass that opened the second window "
-            f"(the first came back after {_s(w1)}: that window had opened before the probe)",
-            None, waited,
-        )  # fmt: skip
+    try:
+        n_b, passed, window = await _split(s, s1, w1, low1 - t1, n_ok, errors, window)
+    except BudgetSpent:
+        why = f"the budget ({s.budget} requests) ran out during the split burst"
+        return Findings(limit, window, _unknown("algorithm", why), unit, "behaviour")
     split = f"2 sent at the pass, {n_b} half a window later; one window after the pass"
     if passed >= 3:
         algo = Finding(
@@ -344,25 +335,106 @@ async def _window(
     return Findings(limit, window, algo, unit, "behaviour")
 
 
+async def _split(
+    s: ProbeSession, s1: Observation, w1: float, lo1: float, n_ok: int, errors: list[int],
+    window: Finding,
+) -> tuple[int, int, Finding]:  # fmt: skip
+    """The split burst after the pass ``s1`` (module doc, step 4): (sent half a window
+    later and admitted, passed of 4 a window after ``s1``, the window, refined)."""
+    await s.sleep_until(s1.sent_s + w1 / 2)
+    n_b = 0
+    for _ in range(n_ok - 2):
+        if not (await _send(s, "split", errors)).ok:
+            break
+        n_b += 1
+    precise = w1 - lo1 <= max(0.02 * w1, 4 * MARGIN_S)
+    if precise:  # look once, just after the return
+        start, step = w1 + MARGIN_S, w1 / 20
+    else:  # look again, more finely, inside the bracket
+        step = (w1 - lo1) / 4
+        start = lo1 + step
+    await s.sleep_until(s1.sent_s + start)
+    passed, first_pass, late = 0, None, None
+    for _ in range(4):
+        o = await _send(s, "check", errors)
+        if not o.ok and passed == 0:
+            late = o
+            o = await _until_ok(s, o, "check", step, errors, growth=1.1)
+        if not o.ok:
+            break
+        if first_pass is None:
+            first_pass = o
+        passed += 1
+    if first_pass is not None and first_pass.sent_s - s1.sent_s > w1 + MARGIN_S:
+        # the first window had opened before the burst: the second, opened by s1, is clean
+        hi2 = first_pass.sent_s - s1.sent_s
+        refused = [x for x in s.observations if x.phase == "check" and not x.ok]
+        lo2 = max((x.sent_s for x in refused if x.sent_s < first_pass.sent_s),
+                  default=s1.sent_s) - s1.sent_s  # fmt: skip
+        value = hi2 if precise else (lo2 + hi2) / 2
+        window = Finding(
+            "window_s", value, "measured",
+            f"the quota came back {_s(hi2)} after the pass that opened the second window "
+            f"(the first came back after {_s(w1)}: that window had opened before the probe)",
+            lo2, hi2,
+        )  # fmt: skip
+    elif not precise and first_pass is not None:
+        hi2 = min(w1, first_pass.sent_s - s1.sent_s)
+        lo2 = max(lo1, late.sent_s - s1.sent_s) if late is not None else lo1
+        window = Finding(
+            "window_s", (lo2 + hi2) / 2, "measured",
+            f"no precise Retry-After: the quota came back between {_s(lo2)} and {_s(hi2)} "
+            "after a window's first request (twice bracketed; the middle)",
+            lo2, hi2,
+        )  # fmt: skip
+    return n_b, passed, window
+
+
+async def _next_pass(
+    s: ProbeSession, last: Observation, gap_s: float, fine: bool, errors: list[int]
+) -> tuple[Observation, bool]:
+    """The next pass after the refusal ``last`` and whether it is bracketed (a precise
+    Retry-After, or a fine search that was refused once before it passed)."""
+    if last.precise:
+        return await _until_ok(s, last, "refill", gap_s, errors), True
+    if fine:
+        first_s, step_s, growth = 0.5 * gap_s, gap_s / 25, 1.1
+    else:
+        first_s, step_s, growth = 0.8 * gap_s, gap_s / 8, GROWTH
+    before = s.used
+    o = await _until_ok(s, last, "refill", step_s, errors, first_s=first_s, growth=growth)
+    return o, fine and s.used - before > 1
+
+
 async def _bucket(
     s: ProbeSession, burst: list[Observation], refusal: Observation, s1: Observation,
     o2: Observation, errors: list[int], unit: Finding,
 ) -> Findings:  # fmt: skip
-    passes, last = [s1], o2
-    guess = max(s1.sent_s - refusal.sent_s, 1e-3)
+    # passes, and whether each is bracketed: found right after a refusal a small step before
+    # it (so its token came at most a step earlier); only those start and end the timing
+    passes: list[tuple[Observation, bool]] = [(s1, refusal.precise)]
+    last, gap = o2, max(s1.sent_s - refusal.sent_s, 1e-3)
     try:
-        while len(passes) < BUCKET_PASSES and s.left >= 2:
-            passes.append(await _until_ok(s, last, "refill", guess * 0.8, errors))
+        while s.left >= 2:
+            marks = [i for i, (_, bracketed) in enumerate(passes) if bracketed]
+            if len(marks) >= 2 and marks[-1] - marks[0] >= BUCKET_PASSES - 1:
+                break
+            if len(passes) >= 2:
+                gap = (passes[-1][0].sent_s - passes[0][0].sent_s) / (len(passes) - 1)
+            fine = not marks or len(passes) >= marks[0] + BUCKET_PASSES - 1
+            passes.append(await _next_pass(s, last, gap, fine, errors))
             last = await _send(s, "refill", errors)
-            while last.ok and len(passes) < BUCKET_PASSES:
-                passes.append(last)
+            while last.ok:
+                passes.append((last, False))
                 last = await _send(s, "refill", errors)
     except BudgetSpent:
         pass
-    if len(passes) < 2:
+    marks = [i for i, (_, bracketed) in enumerate(passes) if bracketed]
+    first, end = (marks[0], marks[-1]) if len(marks) >= 2 else (0, len(passes) - 1)
+    if end <= first:
         return _partial(s, "the budget ran out before a second pass", unit)
-    span = passes[-1].sent_s - passes[0].sent_s
-    rate = (len(passes) - 1) / span
+    span = passes[end][0].sent_s - passes[first][0].sent_s
+    rate = (end - first) / span
     burst_s = refusal.sent_s - burst[0].sent_s
     n_ok = len(burst)
     cap = max(1, round(n_ok - rate * burst_s + 0.5))
@@ -375,7 +447,7 @@ async def _bucket(
     )  # fmt: skip
     window = Finding(
         "window_s", w, "measured",
-        f"capacity came back one request at a time: {len(passes)} passes over {_s(span)} "
+        f"capacity came back one request at a time: {end - first + 1} passes over {_s(span)} "
         f"({rate:.3g}/s); window = limit / rate",
     )  # fmt: skip
     algo = Finding(

@@ -13,7 +13,7 @@ import math
 import pytest
 
 import ratelab as rl
-from ratelab.advice.probe import FAMILY, _plan, probe
+from ratelab.advice.probe import AUTO_BUDGET, FAMILY, _plan, _probe, probe
 from ratelab.advice.probe_session import ProbeSession
 from ratelab.errors import ConfigError
 from ratelab.simulation.server import SimulatedServer
@@ -182,3 +182,40 @@ def test_announced_real_server() -> None:
     with rl.LocalServer(rate_limit=rl.ServerRateLimit(20, 1.0), headers="ietf") as srv:
         p = probe(srv.url + "/get")
     assert (p.limit, p.window_s, p.requests) == (20, 1, 2)
+
+
+class _NoRetryAfter(SimulatedServer):
+    """A SimulatedServer whose refusals carry no Retry-After at all (nor X-Retry-After-Ms)."""
+
+    async def send(self, row: int, method: str, url: str, request_id: str):  # type: ignore[override]
+        status, _, nbytes, headers = await super().send(row, method, url, request_id)
+        if headers:
+            headers = {k: v for k, v in headers.items() if "retry-after" not in k.lower()}
+        return status, None, nbytes, headers
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(("limit", "window_s"), [(10, 1.0), (60, 60.0), (100, 10.0)])
+def test_no_retry_after_searches_and_still_finds_it(
+    algorithm: str, limit: int, window_s: float
+) -> None:
+    """Without any hint the return is searched for (waits growing 1.25x, then a finer look
+    inside the bracket): the same family and limit, the window within 10%, more requests."""
+    srv = rl.LocalServer(
+        rate_limit=rl.ServerRateLimit(limit, window_s, algorithm=algorithm), headers=None
+    )
+    url = "http://127.0.0.1:8080/get"
+    p = run_virtual(_probe(_NoRetryAfter(srv), url, AUTO_BUDGET, True, 0.0, "virtual"))
+    assert p.limit == limit, p
+    assert _close(p.window_s, window_s), p
+    assert p.algorithm == FAMILY[algorithm], p
+    assert p.requests <= 3 * limit + 13  # the automatic budget: burst + 2 x limit + 12
+    assert not p.observations["retry_after_s"].notna().any()
+
+
+def test_budget_spent_in_the_split_burst_keeps_what_was_found() -> None:
+    srv = rl.LocalServer(rate_limit=rl.ServerRateLimit(10, 1.0), headers=None)
+    p = probe(srv, virtual=True, budget=15)  # burst 11, return 1, classify 1: then 2 left
+    assert p.requests == 15
+    assert p.limit == 10 and _close(p.window_s, 1.0)
+    assert p.algorithm is None and "budget (15 requests)" in p.findings["algorithm"].evidence
