@@ -37,12 +37,15 @@ whole seconds in most styles), so a bucket refilling faster than that looks like
    ``sliding_window``. Without a precise Retry-After the first return is only bracketed
    (within the search's factor); the check then starts inside the bracket and steps a
    quarter of it, and the window is the middle of the two brackets' overlap.
-5. *Bucket*: poll for :data:`BUCKET_PASSES` passes, each right after a refusal: the passes
-   come one token apart, so their spacing is ``window / limit`` (the lateness of the first
-   and the last is all the error: it does not add up). ``token_bucket`` (GCRA admits exactly
-   the same requests: no client can tell them apart). Without a precise Retry-After the
-   first and the last timed pass are searched for finely (from half the spacing so far, in
-   steps of a 25th of it) and those between coarsely; every pass is counted.
+5. *Bucket*: poll for passes, each right after a refusal, over about half a window
+   (``limit / 2`` passes, at least :data:`BUCKET_PASSES`): the passes come one token apart,
+   so their spacing is ``window / limit`` (the lateness of the first and the last is all
+   the error: it does not add up, and half a window makes it small: a loaded machine's
+   timers are tens of ms late, against 0.5 s for a 1 s window). ``token_bucket`` (GCRA
+   admits exactly the same requests: no client can tell them apart). Without a precise
+   Retry-After the first and the last timed pass are searched for finely (from half the
+   spacing so far, in steps of a 25th of it) and those between coarsely; every pass is
+   counted.
 
 A budget spent part way keeps what was found (the algorithm, or more, is then unknown).
 """
@@ -66,7 +69,7 @@ CONFIDENCE = ("announced", "measured", "estimated", "unknown")
 MARGIN_S = 0.001
 #: Without a precise Retry-After, each wait is this much longer than the last.
 GROWTH = 1.25
-#: Passes timed to measure a bucket's refill rate.
+#: Passes timed to measure a bucket's refill rate, at least (else ``limit / 2 + 1``).
 BUCKET_PASSES = 5
 #: Consecutive failed requests (no HTTP answer) after which the probe stops.
 MAX_ERRORS = 3
@@ -414,14 +417,15 @@ async def _bucket(
     # it (so its token came at most a step earlier); only those start and end the timing
     passes: list[tuple[Observation, bool]] = [(s1, refusal.precise)]
     last, gap = o2, max(s1.sent_s - refusal.sent_s, 1e-3)
+    want = max(BUCKET_PASSES, len(burst) // 2 + 1)  # over about half a window
     try:
         while s.left >= 2:
             marks = [i for i, (_, bracketed) in enumerate(passes) if bracketed]
-            if len(marks) >= 2 and marks[-1] - marks[0] >= BUCKET_PASSES - 1:
+            if len(marks) >= 2 and marks[-1] - marks[0] >= want - 1:
                 break
             if len(passes) >= 2:
                 gap = (passes[-1][0].sent_s - passes[0][0].sent_s) / (len(passes) - 1)
-            fine = not marks or len(passes) >= marks[0] + BUCKET_PASSES - 1
+            fine = not marks or len(passes) >= marks[0] + want - 1
             passes.append(await _next_pass(s, last, gap, fine, errors))
             last = await _send(s, "refill", errors)
             while last.ok:
