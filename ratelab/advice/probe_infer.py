@@ -53,7 +53,7 @@ A budget spent part way keeps what was found (the algorithm, or more, is then un
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ratelab.advice.probe_session import BudgetSpent, Observation, ProbeSession
@@ -255,19 +255,21 @@ def _partial(s: ProbeSession, why: str, unit: Finding) -> Findings:
 async def _behaviour(
     s: ProbeSession, first: Observation, auto_budget: bool, errors: list[int], unit: Finding
 ) -> Findings:
-    # 1. the burst
-    burst = [first] if first.ok else []
+    # 1. the burst (if the quota is in use at first: from when it comes back)
     o = first
+    if first.refused:
+        o = await _until_ok(s, first, "burst", 0.01, errors)
+    burst = [o] if o.ok else []
     while not o.refused:
         o = await _send(s, "burst", errors)
         if o.ok:
             burst.append(o)
     refusal = o
     n_ok = len(burst)
-    if n_ok == 0:
-        raise _Unreachable("the first request was refused: the quota is in use")
+    if n_ok == 0:  # pragma: no cover - _until_ok returns a pass
+        raise _Unreachable("no request passed")
     if auto_budget:  # about three windows' worth, now that one is known
-        s.budget = min(s.budget, s.used + 2 * n_ok + 12)
+        s.budget = min(s.budget, s.used + 2 * n_ok + 16)
     t1 = burst[0].sent_s
     pace = burst[1].sent_s - t1 if n_ok > 1 else 0.0
     # 2. the first pass
@@ -279,8 +281,28 @@ async def _behaviour(
     if n_ok <= 1:
         return _one(s, s1, t1, before, unit)
     if o2.ok:
-        return await _window(s, burst, s1, before, errors, unit)
-    return await _bucket(s, burst, refusal, s1, o2, errors, unit)
+        found = await _window(s, burst, s1, before, errors, unit)
+    else:
+        found = await _bucket(s, burst, refusal, s1, o2, errors, unit)
+    return _in_use(found) if first.refused else found
+
+
+_IN_USE = (
+    " (but the quota was in use when the probe began: its first request was refused, and "
+    "earlier traffic can hide part of the quota; probe a quiet server to be sure)"
+)
+
+
+def _in_use(found: Findings) -> Findings:
+    """Measured values become estimates when the probe began on a quota in use."""
+
+    def down(f: Finding) -> Finding:
+        if f.confidence != "measured":
+            return f
+        return replace(f, confidence="estimated", evidence=f.evidence + _IN_USE)
+
+    return replace(found, limit=down(found.limit), window_s=down(found.window_s),
+                   algorithm=down(found.algorithm))  # fmt: skip
 
 
 def _one(s: ProbeSession, s1: Observation, t1: float, before: list[Observation],
@@ -323,6 +345,14 @@ async def _window(
     except BudgetSpent:
         why = f"the budget ({s.budget} requests) ran out during the split burst"
         return Findings(limit, window, _unknown("algorithm", why), unit, "behaviour")
+    if 2 + n_b > n_ok:
+        limit = Finding(
+            "limit", 2 + n_b, "measured",
+            f"{2 + n_b} passed in the window the probe opened (2 at its start, {n_b} half a "
+            f"window later, then a 429); the first burst saw only {n_ok}: the quota was in "
+            "use when the probe began",
+            2 + n_b, 2 + n_b,
+        )  # fmt: skip
     split = f"2 sent at the pass, {n_b} half a window later; one window after the pass"
     if passed >= 3:
         algo = Finding(
@@ -345,10 +375,8 @@ async def _split(
     """The split burst after the pass ``s1`` (module doc, step 4): (sent half a window
     later and admitted, passed of 4 a window after ``s1``, the window, refined)."""
     await s.sleep_until(s1.sent_s + w1 / 2)
-    n_b = 0
-    for _ in range(n_ok - 2):
-        if not (await _send(s, "split", errors)).ok:
-            break
+    n_b = 0  # until a 429: the quota counted again (the burst's may have been in use)
+    while (await _send(s, "split", errors)).ok:
         n_b += 1
     precise = w1 - lo1 <= max(0.02 * w1, 4 * MARGIN_S)
     if precise:  # look once, just after the return
