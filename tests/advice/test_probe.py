@@ -248,3 +248,22 @@ def test_a_window_in_use_when_the_probe_begins(algorithm: str, before: int) -> N
         return
     assert p.limit == 10 and _close(p.window_s, 1.0), p
     assert p.algorithm == algorithm, p
+
+
+def test_probe_inside_a_running_loop_and_aprobe() -> None:
+    """In a running loop (Jupyter's) probe() runs on a thread of its own; aprobe awaits."""
+    import asyncio
+
+    from ratelab.advice.probe import aprobe
+
+    async def main() -> tuple[rl.Probe, rl.Probe, rl.Probe]:
+        with rl.LocalServer(rate_limit=rl.ServerRateLimit(20, 2.0), headers="ietf") as srv:
+            inside = probe(srv)
+            awaited = await aprobe(srv.url + "/get")
+        model = rl.LocalServer(rate_limit=rl.ServerRateLimit(5, 1.0), headers=None)
+        return inside, awaited, await aprobe(model, virtual=True)
+
+    inside, awaited, virtual = asyncio.run(main())
+    assert (inside.limit, inside.window_s) == (awaited.limit, awaited.window_s) == (20, 2)
+    assert (virtual.clock, virtual.limit, virtual.algorithm) == ("virtual", 5, "fixed_window")
+    assert rl.probe is probe and rl.Probe is type(inside)
