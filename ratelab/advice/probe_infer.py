@@ -28,15 +28,18 @@ whole seconds in most styles), so a bucket refilling faster than that looks like
 2. *Poll* until one passes: after a refusal with a precise ``Retry-After`` (milliseconds)
    wait that long plus :data:`MARGIN_S`; without one, search with growing waits
    (:data:`GROWTH`), so the return time is known to within that factor.
-3. *Classify*: at once send one more (after the burst's own gap). Under a window the whole
-   quota came back, and it passes; under a bucket one token came back, and it is refused.
-4. *Window*: the time from the burst's first request to the first pass is the window. Then
-   a split burst: 2 at that pass, ``limit - 2`` half a window later, and 4 one window after
-   the pass. A fixed window (its counter opened at the pass) has its whole quota back: all
-   4 pass; a sliding log has only the first 2 back. Then ``fixed_window`` or
-   ``sliding_window``. Without a precise Retry-After the first return is only bracketed
-   (within the search's factor); the check then starts inside the bracket and steps a
-   quarter of it, and the window is the middle of the two brackets' overlap.
+3. *Classify*: one burst's length after that pass (at least half the bracket of the return,
+   when that was searched for), send until a 429. Under a window the whole quota came back:
+   all but the pass get through (and count the quota again, in a window the probe opened);
+   under a bucket only what refilled meanwhile, about nothing. Half the burst or more:
+   a window.
+4. *Window*: the time from the burst's first request to the first pass is the window. One
+   window after the pass, send 4: a fixed window (its counter opened at the pass) has its
+   whole quota back, all 4 pass; a sliding log has only the pass back (the others were sent
+   a burst's length later), 1 passes. Then ``fixed_window`` or ``sliding_window``. Without a
+   precise Retry-After the first return is only bracketed (within the search's factor); the
+   check then starts inside the bracket and steps a quarter of it, and the window is the
+   middle of the two brackets' overlap.
 5. *Bucket*: poll for passes, each right after a refusal, over about half a window
    (``limit / 2`` passes, at least :data:`BUCKET_PASSES`): the passes come one token apart,
    so their spacing is ``window / limit`` (the lateness of the first and the last is all
@@ -275,15 +278,24 @@ async def _behaviour(
     # 2. the first pass
     s1 = await _until_ok(s, refusal, "return", max(refusal.sent_s - t1, pace, 1e-3), errors)
     before = [x for x in s.observations if x.sent_s < s1.sent_s and not x.ok]
-    # 3. one more at once
-    await s.sleep_until(s1.sent_s + pace + MARGIN_S)
-    o2 = await _send(s, "classify", errors)
     if n_ok <= 1:
         return _one(s, s1, t1, before, unit)
-    if o2.ok:
-        found = await _window(s, burst, s1, before, errors, unit)
+    w1 = s1.sent_s - t1  # the quota came back between lo1 and w1 after t1
+    lo1 = max((x.sent_s + (x.retry_after_s or 0.0) * x.precise for x in before), default=t1)
+    lo1 -= t1
+    # 3. one burst's length later (at least half the return's bracket), until a 429: under
+    # a window the whole quota is back (all but the pass get through), under a bucket about
+    # one request's worth has refilled
+    await s.sleep_until(s1.sent_s + max(burst[-1].sent_s - t1, (w1 - lo1) / 2) + MARGIN_S)
+    chunk = []
+    o2 = await _send(s, "classify", errors)
+    while o2.ok:
+        chunk.append(o2)
+        o2 = await _send(s, "classify", errors)
+    if len(chunk) >= max(1, n_ok // 2):
+        found = await _window(s, burst, s1, chunk, w1, lo1, errors, unit)
     else:
-        found = await _bucket(s, burst, refusal, s1, o2, errors, unit)
+        found = await _bucket(s, burst, refusal, s1, chunk, o2, errors, unit)
     return _in_use(found) if first.refused else found
 
 
@@ -319,65 +331,63 @@ def _one(s: ProbeSession, s1: Observation, t1: float, before: list[Observation],
 
 
 async def _window(
-    s: ProbeSession, burst: list[Observation], s1: Observation, before: list[Observation],
-    errors: list[int], unit: Finding,
+    s: ProbeSession, burst: list[Observation], s1: Observation, chunk: list[Observation],
+    w1: float, lo1: float, errors: list[int], unit: Finding,
 ) -> Findings:  # fmt: skip
     n_ok, t1 = len(burst), burst[0].sent_s
-    w1 = s1.sent_s - t1
-    low1 = max((x.sent_s + (x.retry_after_s or 0.0) * x.precise for x in before), default=t1)
     limit = Finding(
         "limit", n_ok, "measured",
         f"{n_ok} requests passed in a burst of {_s(burst[-1].sent_s - t1)} before the first "
         "429, and they could all pass again a window later",
         n_ok, n_ok,
     )  # fmt: skip
+    if 1 + len(chunk) > n_ok:
+        limit = Finding(
+            "limit", 1 + len(chunk), "measured",
+            f"{1 + len(chunk)} passed in the window the probe opened (its first request and "
+            f"{len(chunk)} soon after, then a 429); the first burst saw only {n_ok}: the "
+            "quota was in use when the probe began",
+            1 + len(chunk), 1 + len(chunk),
+        )  # fmt: skip
     window = Finding(
         "window_s", w1, "measured",
         f"the quota came back {_s(w1)} after the burst's first request",
-        low1 - t1, w1,
+        lo1, w1,
     )  # fmt: skip
-    if n_ok < 3:
-        algo = _unknown("algorithm", f"a limit of {n_ok} leaves no room for a split burst")
+    if not chunk:
+        algo = _unknown("algorithm", f"a limit of {n_ok} leaves no room to tell the windows apart")
         return Findings(limit, window, algo, unit, "behaviour")
-    # 4. the split burst: 2 at s1 (sent), limit - 2 half a window later, 4 a window after s1
+    # 4. one window after the pass: a fixed window (opened by the pass) has its whole quota
+    # back; a sliding log only the pass (the rest were sent later)
     try:
-        n_b, passed, window = await _split(s, s1, w1, low1 - t1, n_ok, errors, window)
+        passed, window = await _check(s, s1, w1, lo1, errors, window)
     except BudgetSpent:
-        why = f"the budget ({s.budget} requests) ran out during the split burst"
+        why = f"the budget ({s.budget} requests) ran out before the check a window later"
         return Findings(limit, window, _unknown("algorithm", why), unit, "behaviour")
-    if 2 + n_b > n_ok:
-        limit = Finding(
-            "limit", 2 + n_b, "measured",
-            f"{2 + n_b} passed in the window the probe opened (2 at its start, {n_b} half a "
-            f"window later, then a 429); the first burst saw only {n_ok}: the quota was in "
-            "use when the probe began",
-            2 + n_b, 2 + n_b,
-        )  # fmt: skip
-    split = f"2 sent at the pass, {n_b} half a window later; one window after the pass"
+    sent = (
+        f"1 sent at the pass, {len(chunk)} {_s(chunk[0].sent_s - s1.sent_s)} later; one window "
+        "after the pass"
+    )
     if passed >= 3:
         algo = Finding(
             "algorithm", "fixed_window", "measured",
-            f"{split}, {passed} of 4 passed: the whole quota came back at once (a fixed window)",
+            f"{sent}, {passed} of 4 passed: the whole quota came back at once (a fixed window)",
         )  # fmt: skip
     else:
         algo = Finding(
             "algorithm", "sliding_window", "measured",
-            f"{split}, only {passed} of 4 passed: each request stops counting one window "
+            f"{sent}, only {passed} of 4 passed: each request stops counting one window "
             "after it (a sliding log)",
         )  # fmt: skip
     return Findings(limit, window, algo, unit, "behaviour")
 
 
-async def _split(
-    s: ProbeSession, s1: Observation, w1: float, lo1: float, n_ok: int, errors: list[int],
+async def _check(
+    s: ProbeSession, s1: Observation, w1: float, lo1: float, errors: list[int],
     window: Finding,
-) -> tuple[int, int, Finding]:  # fmt: skip
-    """The split burst after the pass ``s1`` (module doc, step 4): (sent half a window
-    later and admitted, passed of 4 a window after ``s1``, the window, refined)."""
-    await s.sleep_until(s1.sent_s + w1 / 2)
-    n_b = 0  # until a 429: the quota counted again (the burst's may have been in use)
-    while (await _send(s, "split", errors)).ok:
-        n_b += 1
+) -> tuple[int, Finding]:  # fmt: skip
+    """Up to 4 requests one window after the pass ``s1`` (module doc, step 4): (how many
+    passed, the window, refined when the return was only bracketed or came late)."""
     precise = w1 - lo1 <= max(0.02 * w1, 4 * MARGIN_S)
     if precise:  # look once, just after the return
         start, step = w1 + MARGIN_S, w1 / 20
@@ -396,7 +406,8 @@ async def _split(
         if first_pass is None:
             first_pass = o
         passed += 1
-    if first_pass is not None and first_pass.sent_s - s1.sent_s > w1 + MARGIN_S:
+    slack = MARGIN_S if precise else step  # how late a pass in a fresh window can be
+    if late is not None and first_pass is not None and first_pass.sent_s - s1.sent_s > w1 + slack:
         # the first window had opened before the burst: the second, opened by s1, is clean
         hi2 = first_pass.sent_s - s1.sent_s
         refused = [x for x in s.observations if x.phase == "check" and not x.ok]
@@ -418,7 +429,7 @@ async def _split(
             "after a window's first request (twice bracketed; the middle)",
             lo2, hi2,
         )  # fmt: skip
-    return n_b, passed, window
+    return passed, window
 
 
 async def _next_pass(
@@ -439,11 +450,12 @@ async def _next_pass(
 
 async def _bucket(
     s: ProbeSession, burst: list[Observation], refusal: Observation, s1: Observation,
-    o2: Observation, errors: list[int], unit: Finding,
+    chunk: list[Observation], o2: Observation, errors: list[int], unit: Finding,
 ) -> Findings:  # fmt: skip
     # passes, and whether each is bracketed: found right after a refusal a small step before
     # it (so its token came at most a step earlier); only those start and end the timing
     passes: list[tuple[Observation, bool]] = [(s1, refusal.precise)]
+    passes += [(o, False) for o in chunk]
     last, gap = o2, max(s1.sent_s - refusal.sent_s, 1e-3)
     want = max(BUCKET_PASSES, len(burst) // 2 + 1)  # over about half a window
     try:
