@@ -28,6 +28,7 @@ __all__ = [
     "cmd_compare",
     "cmd_demo",
     "cmd_plot",
+    "cmd_probe",
     "cmd_run",
     "cmd_serve",
     "cmd_summary",
@@ -212,4 +213,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """``ratelab probe URL``: what the probe found, as a table, and what it cost."""
+    from ratelab.advice.probe import probe
+
+    p = probe(args.url, budget=args.budget, polite=not args.no_polite)
+    print(f"probe of {p.url}: {p.requests} requests over {p.duration_s:.3g} s, from the {p.source}")
+    rows = p.rows()
+    print(format_table(["finding", "value", "confidence"], [r[:3] for r in rows]))
+    print()
+    for name, _, _, evidence in rows:
+        print(f"{name}: {evidence}")
+    for lim in p.rate_limits:
+        print(f"as a server model: {lim!r}")
     return EXIT_OK

@@ -6,6 +6,7 @@
     ratelab compare A.parquet B.parquet ... [-o FIG.png]
     ratelab summary RUN.parquet ...                     a table on stdout
     ratelab sweep SWEEP.toml [-o summary.csv] [--plot FIG.png] [--simulate]
+    ratelab probe URL [--budget N] [--no-polite]        a server's limit, window, algorithm
     ratelab serve [--host 127.0.0.1] [--port 8080] [--latency uniform:0.05,0.2] [--seed N]
                   [--rate-limit 20/1s ...] [--headers ietf|ietf-06|openai|anthropic|github|none]
                   [--allow-remote]                 needed for a host beyond this machine
@@ -46,6 +47,7 @@ from ratelab.cli.commands import (
     cmd_compare,
     cmd_demo,
     cmd_plot,
+    cmd_probe,
     cmd_run,
     cmd_serve,
     cmd_summary,
@@ -158,7 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="the rate-limit header style of the answers (default: ietf)",
     )
     sp.add_argument("--max-concurrency", type=int, default=None, help="more in flight gets 503")
+
+    _add_probe(add)
     return p
+
+
+def _add_probe(add: Callable[..., Any]) -> None:
+    """``ratelab probe URL [--budget N] [--no-polite]``."""
+    sp = add("probe", cmd_probe, "find a server's rate limit with a few requests")
+    sp.add_argument("url", help="the URL to probe, e.g. http://127.0.0.1:8080/get")
+    sp.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="the most requests to send (default: about three windows' worth, at most 1000;"
+        " 100 to a host that is not this machine)",
+    )
+    sp.add_argument(
+        "--no-polite",
+        action="store_true",
+        help="to a host that is not this machine: allow more than 100 requests (5/s pacing off)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

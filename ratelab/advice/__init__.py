@@ -1,0 +1,1 @@
+"""Which numbers should I use: probe a server's limit (``probe``), recommend a client."""
