@@ -15,7 +15,7 @@ import ratelab
 PACKAGE = Path(ratelab.__file__).resolve().parent
 LAYERS = (
     "experiment", "client", "records", "server", "simulation", "analysis", "cli", "testing",
-    "protocol", "explorer",
+    "protocol", "explorer", "advice",
 )  # fmt: skip
 
 
