@@ -56,9 +56,12 @@ __all__ = ["OBJECTIVES", "Candidate", "Recommendation", "recommend", "steady_thr
 #: What ``recommend`` can optimise: the most requests through per second, or (among the
 #: configurations within 2% of the best throughput) the shortest p99 wait.
 OBJECTIVES = ("max_throughput", "min_wait")
-#: Bisection steps on the rate factor (0.7 .. 1.0): 1/2**5 of 0.3, about 1%.
+#: Bisection of the rate factor: in 0.95 .. 1 (5 steps: 0.16%), else in 0.7 .. 0.95.
 _STEPS = 5
+_NEAR = 0.95
 _LOWEST = 0.7
+#: The most requests one simulation of the sustained workload sends.
+_MAX_SIM_REQUESTS = 2000
 #: The safety net added to every configuration.
 _RETRY = Retry(max_attempts=3)
 
@@ -103,6 +106,7 @@ class Candidate:
     p99_wait_s: float
     scriptable: bool
     note: str = ""
+    safe: bool = True  # holds in the long run by construction (not only in this simulation)
 
     @property
     def strategy(self) -> Strategy:
@@ -136,13 +140,21 @@ class Recommendation:
     def strategy(self) -> Strategy:
         return self.best[0].strategy
 
-    def to_script(self) -> str:
-        """The best *scriptable* configuration as a plain aiohttp + aiolimiter + asyncio
-        script (:meth:`Experiment.to_script`)."""
-        for c in self.best + self.tried:
+    @property
+    def scriptable(self) -> Candidate | None:
+        """The best configuration ``to_script()`` can write (the best allowed first), or None."""
+        allowed = [c for c in self.tried if c.rate_429 <= self.max_429_rate]
+        for c in (*self.best, *sorted(allowed, key=lambda c: -c.throughput_per_s)):
             if c.scriptable:
-                return c.experiment.to_script()
-        return self.experiment.to_script()  # raises the ConfigError that says why
+                return c
+        return None
+
+    def to_script(self) -> str:
+        """The best *scriptable* configuration (:attr:`scriptable`) as a plain aiohttp +
+        aiolimiter + asyncio script (:meth:`Experiment.to_script`); a ConfigError saying
+        why when none is."""
+        c = self.scriptable
+        return (c or self.best[0]).experiment.to_script()
 
     def to_snippet(self, library: str = "aiohttp") -> str:
         """Short pasteable code for the best configuration: ``"aiohttp"``, ``"httpx"`` or
@@ -259,8 +271,11 @@ def _limit(
 
 
 class _Search:
-    def __init__(self, server: LocalServer, workload: Experiment, max_429_rate: float) -> None:
+    def __init__(
+        self, server: LocalServer, workload: Experiment, max_429_rate: float, requests: int
+    ) -> None:
         self.server, self.workload, self.max_429_rate = server, workload, max_429_rate
+        self.requests = requests  # simulated: the workload, sustained over two windows
         self.simulations = 0
 
     def simulate(self, strategy: Strategy) -> tuple[Experiment, pd.DataFrame]:
@@ -268,9 +283,12 @@ class _Search:
 
         exp = self.workload.replace(strategy=strategy)
         self.simulations += 1
-        return exp, simulate(exp, self.server, progress=False).df
+        sim = exp.replace(requests=self.requests)
+        return exp, simulate(sim, self.server, progress=False).df
 
-    def candidate(self, shape: str, strategy: Strategy, note: str = "") -> Candidate:
+    def candidate(
+        self, shape: str, strategy: Strategy, note: str = "", *, safe: bool = True
+    ) -> Candidate:
         from ratelab.experiment.script import SUPPORTED
 
         exp, df = self.simulate(strategy)
@@ -278,7 +296,7 @@ class _Search:
             getattr(p, "unit", "requests") == "requests" for p in strategy.parts
         )
         return Candidate(shape, exp, steady_throughput_per_s(df), _rate_429(df), _p99_wait_s(df),
-                         scriptable and exp.cost is None, note)  # fmt: skip
+                         scriptable and exp.cost is None, note, safe)  # fmt: skip
 
     def fastest(self, make: Callable[[float], Strategy]) -> float | None:
         """The largest factor in [_LOWEST, 1] at which ``make(factor)`` is refused no more
@@ -290,9 +308,11 @@ class _Search:
 
         if ok(1.0):
             return 1.0
-        if not ok(_LOWEST):
-            return None
-        lo, hi = _LOWEST, 1.0
+        lo, hi = _NEAR, 1.0
+        if not ok(_NEAR):
+            if not ok(_LOWEST):
+                return None
+            lo, hi = _LOWEST, _NEAR
         for _ in range(_STEPS):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if ok(mid) else (lo, mid)
@@ -337,9 +357,16 @@ def recommend(
         )  # fmt: skip
     window_s = binding.window_s
     factor = window_s / (window_s + slack)
-    search = _Search(server, workload, max_429)
+    # sustained: the server's burst spent and two windows more, so what only a fresh
+    # server's burst allows is seen refused
+    in_units = cost if binding.unit == "tokens" else 1.0
+    sustained = math.ceil(binding.limit / in_units + 2 * window_s * limit_per_s)
+    sim_requests = max(workload.requests, min(sustained, _MAX_SIM_REQUESTS))
+    covered = sim_requests >= sustained
+    search = _Search(server, workload, max_429, sim_requests)
     caps: list[Strategy] = [ConnectionLimit(cap)] if cap is not None else []
     tokens = [q for q in quotas if q.unit == "tokens"]
+    windowed = binding.algorithm in ("fixed_window", "sliding_window")
     tried: list[Candidate] = []
 
     def with_net(*parts: Strategy) -> Strategy:
@@ -347,9 +374,6 @@ def recommend(
         for p in (*parts[1:], *caps, _RETRY):
             s = s + p
         return s
-
-    def burst_free(rate: float) -> Strategy:
-        return RateLimit(1, period_s=1 / rate)
 
     def token_parts(f: float) -> list[Strategy]:
         if _fixed_cost(workload):
@@ -364,53 +388,63 @@ def recommend(
             return
         tried.append(search.candidate(name, make(f * factor), note))
 
-    # 1. a burst-free rate (aiolimiter's AsyncLimiter(1, 1/r)), with AllOf for tokens
-    def make_burst_free(f: float) -> Strategy:
-        parts = token_parts(f)
-        rate = burst_free(limit_per_s * f)
-        return with_net(AllOf(rate, *parts) if parts else rate)
-
-    shape("burst-free rate", make_burst_free, "one request every 1/r s: no window sees more")
-    # 2. a token bucket holding the server's own burst (bucket-like servers only)
-    if binding.algorithm in ("token_bucket", "gcra") and binding.unit == "requests":
-        burst = max(1, math.floor(binding.limit * factor) - 1)
-
-        def make_bucket(f: float) -> Strategy:
+    def paced(gate: Callable[[float], Strategy]) -> Callable[[float], Strategy]:
+        def make(f: float) -> Strategy:
             parts = token_parts(f)
-            b = TokenBucket(limit_per_s * f, burst=burst)
-            return with_net(AllOf(b, *parts) if parts else b)
+            g = gate(limit_per_s * f)
+            return with_net(AllOf(g, *parts) if parts else g)
 
-        shape("token bucket + burst", make_bucket,
-              f"the server's bucket starts full: a burst of {burst} then r/s")  # fmt: skip
+        return make
+
+    # 1. burst-free: ratelab's token bucket of one (booked at ideal times, so a late timer
+    #    costs no rate), and aiolimiter's AsyncLimiter(1, 1/r) (a late wake-up is lost)
+    shape("burst-free token bucket", paced(lambda r: TokenBucket(r, burst=1)),
+          "one request every 1/r s, booked at ideal times: no window sees more")  # fmt: skip
+    shape("burst-free rate", paced(lambda r: RateLimit(1, period_s=1 / r)),
+          "aiolimiter's AsyncLimiter(1, 1/r): one request every 1/r s or later")  # fmt: skip
+    # 2. a token bucket holding the server's own burst (bucket-like servers only)
+    if not windowed and binding.unit == "requests":
+        burst = max(1, math.floor(binding.limit * factor) - 1)
+        shape("token bucket + burst", paced(lambda r: TokenBucket(r, burst=burst)),
+              f"the server's bucket starts full: a burst of {burst}, then r/s")  # fmt: skip
     # 3. the naive one: aiolimiter's AsyncLimiter(limit, window)
     if binding.unit == "requests":
         naive = with_net(RateLimit(binding.limit, period_s=binding.window_s))
         first_try = "the usual first try: a full bucket at the start"
-        tried.append(search.candidate("AsyncLimiter(limit, window)", naive, first_try))
-    # 4. a semaphore sized by Little's law (needs a latency model)
-    if server.latency is not None:
-        mean_latency = float(server.latency.mean_s)
-        if mean_latency > 0:
-            n = max(1, min(workload.workers, math.floor(limit_per_s * mean_latency)))
-            tried.append(search.candidate(
-                "semaphore (Little's law)", with_net(Concurrency(n)),
-                f"n = rate x mean latency = {n}: the rate follows the latency",
-            ))  # fmt: skip
+        tried.append(search.candidate("AsyncLimiter(limit, window)", naive, first_try,
+                                      safe=not windowed))  # fmt: skip
+    # 4. a semaphore sized by Little's law (needs a latency model): the rate follows latency
+    if server.latency is not None and float(server.latency.mean_s) > 0:
+        n = max(1, min(workload.workers, math.floor(limit_per_s * server.latency.mean_s)))
+        tried.append(search.candidate(
+            "semaphore (Little's law)", with_net(Concurrency(n)),
+            f"n = rate x mean latency = {n}: the rate follows the latency", safe=False,
+        ))  # fmt: skip
     # 5. header pacing (needs headers)
     if server.headers is not None:
         spread = "spreads the announced remaining quota to its reset"
         tried.append(search.candidate("header pacing", with_net(HeaderPacing(safety=0.05)), spread))
 
-    allowed = [c for c in tried if c.rate_429 <= max_429 and not math.isnan(c.throughput_per_s)]
+    allowed = [
+        c for c in tried
+        if c.rate_429 <= max_429 and not math.isnan(c.throughput_per_s) and (covered or c.safe)
+    ]  # fmt: skip
     ranked = _rank(allowed, objective)
     best = tuple(ranked[:top]) or tuple(sorted(tried, key=lambda c: c.rate_429)[:1])
     margin = 1 - factor
+    if covered:
+        span = f"Each shape was simulated over {sim_requests} requests (the server's burst and "
+        span += "two windows more)."
+    else:
+        span = (f"The simulation ({sim_requests} requests) does not reach two windows past the "
+                "server's burst, so only shapes that hold by construction (no burst beyond the "
+                "server's, no rate that follows latency) are ranked.")  # fmt: skip
     why = (
-        f"The limit is {limit_per_s:.3g} requests/s ({_describe(binding, cost)}). The "
+        f"The limit is {limit_per_s:.3g} requests/s ({_describe(binding, cost)}). {span} The "
         f"simulation has ideal timers; a real loop wakes late, and a window opened by a late "
         f"request ends early for the requests after it, so the rate kept is "
-        f"{window_s:g}/({window_s:g}+{slack:g}) of the simulated one: a margin of "
-        f"{margin:.1%} for timers up to {slack * 1000:.0f} ms late. Retry honouring "
+        f"{window_s:g}/({window_s:g}+{slack:g}) of the fastest refused nothing in simulation: "
+        f"a margin of {margin:.1%} for timers up to {slack * 1000:.0f} ms late. Retry honouring "
         f"Retry-After is the safety net."
     )
     return Recommendation(
