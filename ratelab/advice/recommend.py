@@ -157,11 +157,22 @@ class Recommendation:
         return (c or self.best[0]).experiment.to_script()
 
     def to_snippet(self, library: str = "aiohttp") -> str:
-        """Short pasteable code for the best configuration: ``"aiohttp"``, ``"httpx"`` or
-        ``"aiometer"`` (see :mod:`ratelab.advice.snippets`)."""
-        from ratelab.advice.snippets import to_snippet
+        """Short pasteable code for the best configuration a snippet can say (the best
+        allowed first; ``HeaderPacing`` or ``AllOf`` cannot be): ``"aiohttp"``, ``"httpx"``
+        or ``"aiometer"`` (see :mod:`ratelab.advice.snippets`)."""
+        from ratelab.advice.snippets import LIBRARIES, to_snippet
 
-        return to_snippet(self.experiment, library=library)
+        if library not in LIBRARIES:
+            raise ConfigError("library", library, f"must be one of {', '.join(LIBRARIES)}")
+        allowed = [c for c in self.tried if c.rate_429 <= self.max_429_rate]
+        first: ConfigError | None = None
+        for c in (*self.best, *sorted(allowed, key=lambda c: -c.throughput_per_s)):
+            try:
+                return to_snippet(c.experiment, library=library)
+            except ConfigError as e:
+                first = first or e
+        assert first is not None  # best is never empty
+        raise first
 
     def table(self) -> list[tuple[str, str, str, str, str]]:
         """Rows of (shape, strategy, throughput/s, 429 rate, p99 wait s), best first, then

@@ -124,3 +124,30 @@ def test_steady_throughput_reads_the_second_half() -> None:
     assert steady_throughput_per_s(df) == pytest.approx(10.0)
     df = make_frame(sent_s=sent, status=[429] * len(sent))
     assert steady_throughput_per_s(df) != steady_throughput_per_s(df)  # NaN: none succeeded
+
+
+def test_a_short_workload_ranks_only_shapes_safe_by_construction() -> None:
+    """An hour's fixed window holds 18,000: the 2,000 requests simulated are never refused,
+    but AsyncLimiter(18000, 3600) would send 2 x limit across a window edge."""
+    model = rl.profiles.github(per_hour=18_000, concurrent=4, points_per_minute=600_000)
+    rec = rl.recommend(model, _workload())
+    naive = next(c for c in rec.tried if c.shape.startswith("AsyncLimiter"))
+    assert naive.rate_429 == 0 and not naive.safe
+    assert naive not in rec.best
+    assert "does not reach two windows" in rec.why
+
+
+def test_a_long_enough_simulation_ranks_by_what_it_saw() -> None:
+    rec = rl.recommend(rl.ServerRateLimit(30, 2.0), _workload())
+    assert "the server's burst and two windows more" in rec.why
+
+
+def test_snippet_and_script_fall_back_past_what_they_cannot_say() -> None:
+    server = rl.LocalServer(rate_limit=rl.ServerRateLimit(30, 2.0, algorithm="token_bucket"))
+    rec = rl.recommend(server, _workload())
+    assert rec.best[0].shape == "header pacing"  # follows the headers: no margin needed
+    code = rec.to_snippet()
+    assert "HeaderPacing" not in code.splitlines()[0] and "AsyncLimiter(" in code
+    chosen = rec.scriptable
+    assert chosen is not None and chosen.shape != "header pacing"
+    assert repr(chosen.strategy) in rec.to_script()
