@@ -59,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     # explore: sliders over an experiment, re-simulated on every change
     "explore": "explorer.panel",
     "Explorer": "explorer.panel",
+    # advice: which numbers? probe a server's limit
+    "probe": "advice.probe",
+    "Probe": "advice.probe",
     # server: the local target
     "LocalServer": "server.local",
     "serve": "server.local",
@@ -120,6 +123,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab import testing
+    from ratelab.advice.probe import Probe, probe
     from ratelab.advice.recommend import Recommendation, recommend
     from ratelab.analysis.headers import plot_headers
     from ratelab.analysis.metrics import (

@@ -1,1 +1,1 @@
-"""Advice: which numbers to use against a server's limit (probe, recommend, snippets)."""
+"""Which numbers should I use: probe a server's limit (``probe``), recommend a client."""

@@ -28,6 +28,7 @@ __all__ = [
     "cmd_compare",
     "cmd_demo",
     "cmd_plot",
+    "cmd_probe",
     "cmd_recommend",
     "cmd_run",
     "cmd_serve",
@@ -288,4 +289,20 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         f"{steady_throughput_per_s(result):.2f}/s over the steady part "
         f"(limit {rec.limit_per_s:.3g}/s)"
     )
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """``ratelab probe URL``: what the probe found, as a table, and what it cost."""
+    from ratelab.advice.probe import probe
+
+    p = probe(args.url, budget=args.budget, polite=not args.no_polite)
+    print(f"probe of {p.url}: {p.requests} requests over {p.duration_s:.3g} s, from the {p.source}")
+    rows = p.rows()
+    print(format_table(["finding", "value", "confidence"], [r[:3] for r in rows]))
+    print()
+    for name, _, _, evidence in rows:
+        print(f"{name}: {evidence}")
+    for lim in p.rate_limits:
+        print(f"as a server model: {lim!r}")
     return EXIT_OK

@@ -8,6 +8,7 @@
     ratelab sweep SWEEP.toml [-o summary.csv] [--plot FIG.png] [--simulate]
     ratelab recommend --server URL (--rate-limit 30/2s | --profile openai:rpm=600,tpm=30000)
                   [--workers 10] [--requests 100] [--library aiohttp|httpx|aiometer] [--simulate]
+    ratelab probe URL [--budget N] [--no-polite]        a server's limit, window, algorithm
     ratelab serve [--host 127.0.0.1] [--port 8080] [--latency uniform:0.05,0.2] [--seed N]
                   [--rate-limit 20/1s ...] [--headers ietf|ietf-06|openai|anthropic|github|none]
                   [--allow-remote]                 needed for a host beyond this machine
@@ -48,6 +49,7 @@ from ratelab.cli.commands import (
     cmd_compare,
     cmd_demo,
     cmd_plot,
+    cmd_probe,
     cmd_recommend,
     cmd_run,
     cmd_serve,
@@ -181,7 +183,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--simulate", action="store_true", help="only search (virtual time); send nothing"
     )
     sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_probe(add)
     return p
+
+
+def _add_probe(add: Callable[..., Any]) -> None:
+    """``ratelab probe URL [--budget N] [--no-polite]``."""
+    sp = add("probe", cmd_probe, "find a server's rate limit with a few requests")
+    sp.add_argument("url", help="the URL to probe, e.g. http://127.0.0.1:8080/get")
+    sp.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="the most requests to send (default: about three windows' worth, at most 1000;"
+        " 100 to a host that is not this machine)",
+    )
+    sp.add_argument(
+        "--no-polite",
+        action="store_true",
+        help="to a host that is not this machine: allow more than 100 requests (5/s pacing off)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
