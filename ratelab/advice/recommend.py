@@ -107,6 +107,7 @@ class Candidate:
     scriptable: bool
     note: str = ""
     safe: bool = True  # holds in the long run by construction (not only in this simulation)
+    burst: bool = False  # starts with a burst: counts on the server's bucket being full
 
     @property
     def strategy(self) -> Strategy:
@@ -298,8 +299,9 @@ class _Search:
         return exp, simulate(sim, self.server, progress=False).df
 
     def candidate(
-        self, shape: str, strategy: Strategy, note: str = "", *, safe: bool = True
-    ) -> Candidate:
+        self, shape: str, strategy: Strategy, note: str = "", *, safe: bool = True,
+        burst: bool = False,
+    ) -> Candidate:  # fmt: skip
         from ratelab.experiment.script import SUPPORTED
 
         exp, df = self.simulate(strategy)
@@ -307,7 +309,7 @@ class _Search:
             getattr(p, "unit", "requests") == "requests" for p in strategy.parts
         )
         return Candidate(shape, exp, steady_throughput_per_s(df), _rate_429(df), _p99_wait_s(df),
-                         scriptable and exp.cost is None, note, safe)  # fmt: skip
+                         scriptable and exp.cost is None, note, safe, burst)  # fmt: skip
 
     def fastest(self, make: Callable[[float], Strategy]) -> float | None:
         """The largest factor in [_LOWEST, 1] at which ``make(factor)`` is refused no more
@@ -392,12 +394,15 @@ def recommend(
         return [RateLimit(math.floor(q.limit * f), period_s=q.window_s, unit="tokens")
                 for q in tokens]  # fmt: skip
 
-    def shape(name: str, make: Callable[[float], Strategy], note: str) -> None:
+    def shape(
+        name: str, make: Callable[[float], Strategy], note: str, *, burst: bool = False
+    ) -> None:
         f = search.fastest(make)
         if f is None:
-            tried.append(search.candidate(name, make(_LOWEST), note + "; refused even at 70%"))
+            note += "; refused even at 70%"
+            tried.append(search.candidate(name, make(_LOWEST), note, burst=burst))
             return
-        tried.append(search.candidate(name, make(f * factor), note))
+        tried.append(search.candidate(name, make(f * factor), note, burst=burst))
 
     def paced(gate: Callable[[float], Strategy]) -> Callable[[float], Strategy]:
         def make(f: float) -> Strategy:
@@ -417,13 +422,14 @@ def recommend(
     if not windowed and binding.unit == "requests":
         burst = max(1, math.floor(binding.limit * factor) - 1)
         shape("token bucket + burst", paced(lambda r: TokenBucket(r, burst=burst)),
-              f"the server's bucket starts full: a burst of {burst}, then r/s")  # fmt: skip
+              f"a burst of {burst}, then r/s: counts on the server's bucket being full "
+              "(a fresh key, or idle for a window)", burst=True)  # fmt: skip
     # 3. the naive one: aiolimiter's AsyncLimiter(limit, window)
     if binding.unit == "requests":
         naive = with_net(RateLimit(binding.limit, period_s=binding.window_s))
         first_try = "the usual first try: a full bucket at the start"
         tried.append(search.candidate("AsyncLimiter(limit, window)", naive, first_try,
-                                      safe=not windowed))  # fmt: skip
+                                      safe=not windowed, burst=True))  # fmt: skip
     # 4. a semaphore sized by Little's law (needs a latency model): the rate follows latency
     if server.latency is not None and float(server.latency.mean_s) > 0:
         n = max(1, min(workload.workers, math.floor(limit_per_s * server.latency.mean_s)))
@@ -474,8 +480,10 @@ def _describe(q: ServerRateLimit, cost: float) -> str:
 
 
 def _rank(cands: list[Candidate], objective: str) -> list[Candidate]:
-    """Best first: throughput (ties within 2% go to the scriptable, then the shorter wait),
-    or for ``"min_wait"`` the shortest p99 wait among those within 2% of the best."""
+    """Best first: throughput (ties within 2% go to the scriptable, then to one without a
+    start-up burst, which counts on nothing about the server's state when it starts, then
+    the faster), or for ``"min_wait"`` the shortest p99 wait among those within 2% of the
+    best."""
     if not cands:
         return []
     top = max(c.throughput_per_s for c in cands)
@@ -484,6 +492,6 @@ def _rank(cands: list[Candidate], objective: str) -> list[Candidate]:
         near = c.throughput_per_s >= 0.98 * top
         if objective == "min_wait":
             return (not near, c.p99_wait_s, -c.throughput_per_s)
-        return (not near, not c.scriptable, -round(c.throughput_per_s, 6), c.p99_wait_s)
+        return (not near, not c.scriptable, c.burst, -round(c.throughput_per_s, 6), c.p99_wait_s)
 
     return sorted(cands, key=key)
