@@ -264,7 +264,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 "say the server's limit with --rate-limit N/WINDOW[:ALGORITHM] or --profile "
                 "NAME:ARGS (this ratelab has no probe to find it out)"
             ) from None
-        server = probe(args.server)
+        server = probe(args.server.rstrip("/") + args.endpoint)
     workload = Experiment(
         target=args.server, endpoints=args.endpoint, requests=args.requests,
         workers=args.workers, cost=args.cost, seed=args.seed,
