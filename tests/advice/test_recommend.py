@@ -151,3 +151,12 @@ def test_snippet_and_script_fall_back_past_what_they_cannot_say() -> None:
     chosen = rec.scriptable
     assert chosen is not None and chosen.shape != "header pacing"
     assert repr(chosen.strategy) in rec.to_script()
+
+
+def test_max_throughput_ties_go_to_the_shape_without_a_burst() -> None:
+    """On a bucket, a burst and no burst give the same steady rate; the burst counts on the
+    server's bucket being full, so the burst-free one is recommended."""
+    rec = rl.recommend(rl.ServerRateLimit(30, 2.0, algorithm="token_bucket"), _workload())
+    shapes = [c.shape for c in rec.best]
+    assert shapes[0] == "burst-free token bucket"
+    assert shapes.index("token bucket + burst") > 0

@@ -60,3 +60,11 @@ def test_bad_server_options_exit_2_with_a_message(
     argv = ["recommend", "--server", "http://127.0.0.1:9", "--simulate", *extra]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_without_a_limit_it_probes_the_url(capsys: pytest.CaptureFixture[str]) -> None:
+    with rl.LocalServer(rate_limit="30/2s", headers=None) as server:
+        argv = ["recommend", "--server", server.url, "--workers", "8", "--simulate"]
+        assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "requests: 30 requests per 2" in out and "fixed_window" in out
