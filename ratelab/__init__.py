@@ -53,6 +53,9 @@ _EXPORTS: dict[str, str] = {
     # simulation: the same run on a virtual clock, against a simulated server
     "simulate": "simulation.runner",
     "asimulate": "simulation.runner",
+    # advice: which numbers to use
+    "recommend": "advice.recommend",
+    "Recommendation": "advice.recommend",
     # explore: sliders over an experiment, re-simulated on every change
     "explore": "explorer.panel",
     "Explorer": "explorer.panel",
@@ -123,6 +126,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from ratelab import testing
     from ratelab.advice.probe import Probe, probe
+    from ratelab.advice.recommend import Recommendation, recommend
     from ratelab.analysis.headers import header_values, plot_headers
     from ratelab.analysis.metrics import (
         WindowStats,

@@ -29,6 +29,7 @@ __all__ = [
     "cmd_demo",
     "cmd_plot",
     "cmd_probe",
+    "cmd_recommend",
     "cmd_run",
     "cmd_serve",
     "cmd_summary",
@@ -213,6 +214,82 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+# -- ratelab recommend (issue 18) ---------------------------------------------------------
+
+
+def _profile(spec: str) -> Any:
+    """``openai:rpm=600,tpm=30000`` → ``rl.profiles.openai(rpm=600, tpm=30000)``."""
+    from ratelab.server import profiles
+
+    name, _, args = spec.partition(":")
+    func = {"openai": profiles.openai, "anthropic": profiles.anthropic,
+            "github": profiles.github}.get(name)  # fmt: skip
+    if func is None:
+        raise UsageError(f"--profile {spec}: the name must be openai, anthropic or github")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, args.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"--profile {spec}: write its arguments as name=value,name=value")
+        try:
+            kwargs[key.strip()] = int(value)
+        except ValueError:
+            kwargs[key.strip()] = value.strip()
+    try:
+        return func(**kwargs)
+    except TypeError as e:
+        raise UsageError(f"--profile {spec}: {e}") from None
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """Recommend client numbers for a server's limit; print the table and the snippet, and
+    (without --simulate) run the recommendation against the server and say what it got."""
+    from ratelab.advice.recommend import recommend, steady_throughput_per_s
+    from ratelab.experiment.experiment import Experiment
+    from ratelab.server.policies import as_rate_limits
+
+    if args.rate_limit and args.profile:
+        raise UsageError("give --rate-limit or --profile, not both")
+    if args.profile:
+        server: Any = _profile(args.profile)
+    elif args.rate_limit:
+        server = list(as_rate_limits(args.rate_limit, parameter="--rate-limit"))
+    else:
+        try:
+            from ratelab.advice.probe import probe  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise UsageError(
+                "say the server's limit with --rate-limit N/WINDOW[:ALGORITHM] or --profile "
+                "NAME:ARGS (this ratelab has no probe to find it out)"
+            ) from None
+        server = probe(args.server.rstrip("/") + args.endpoint)
+    workload = Experiment(
+        target=args.server, endpoints=args.endpoint, requests=args.requests,
+        workers=args.workers, cost=args.cost, seed=args.seed,
+    )  # fmt: skip
+    rec = recommend(server, workload, max_429_rate=args.max_429_rate)
+    print(format_table(("shape", "strategy", "throughput/s", "429", "p99 wait s"), rec.table()))
+    print()
+    print(rec.why)
+    print()
+    print(f"# {args.library}:")
+    print(rec.to_snippet(args.library))
+    if args.simulate:
+        print(f"simulated ({rec.simulations} simulations, {rec.search_s:.1f} s); nothing was sent")
+        return EXIT_OK
+    from ratelab.client.runner import run
+
+    result = run(rec.experiment, progress=not args.no_progress)
+    df = result.df
+    refused = int((df["status"] == 429).sum())
+    print(
+        f"run for real: {len(df)} attempts, {refused} refused (429), "
+        f"{steady_throughput_per_s(result):.2f}/s over the steady part "
+        f"(limit {rec.limit_per_s:.3g}/s)"
+    )
     return EXIT_OK
 
 

@@ -6,6 +6,8 @@
     ratelab compare A.parquet B.parquet ... [-o FIG.png]
     ratelab summary RUN.parquet ...                     a table on stdout
     ratelab sweep SWEEP.toml [-o summary.csv] [--plot FIG.png] [--simulate]
+    ratelab recommend --server URL (--rate-limit 30/2s | --profile openai:rpm=600,tpm=30000)
+                  [--workers 10] [--requests 100] [--library aiohttp|httpx|aiometer] [--simulate]
     ratelab probe URL [--budget N] [--no-polite]        a server's limit, window, algorithm
     ratelab serve [--host 127.0.0.1] [--port 8080] [--latency uniform:0.05,0.2] [--seed N]
                   [--rate-limit 20/1s ...] [--headers ietf|ietf-06|openai|anthropic|github|none]
@@ -48,6 +50,7 @@ from ratelab.cli.commands import (
     cmd_demo,
     cmd_plot,
     cmd_probe,
+    cmd_recommend,
     cmd_run,
     cmd_serve,
     cmd_summary,
@@ -161,6 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--max-concurrency", type=int, default=None, help="more in flight gets 503")
 
+    # ratelab recommend (issue 18)
+    sp = add("recommend", cmd_recommend, "which client numbers to use against a server's limit")
+    sp.add_argument("--server", required=True, help="the server's URL (the workload's target)")
+    sp.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="N[ UNIT]/WINDOW[:ALGORITHM]",
+        help="the server's limit, as for `ratelab serve` (repeatable)",
+    )
+    sp.add_argument("--profile", help="a vendor's shape instead: e.g. openai:rpm=600,tpm=30000")
+    sp.add_argument("--workers", type=int, default=10, help="workers (default 10)")
+    sp.add_argument("--requests", type=int, default=100, help="requests (default 100)")
+    sp.add_argument("--endpoint", default="/get", help="the path requested (default /get)")
+    sp.add_argument("--cost", type=float, default=None, help="tokens each request costs")
+    sp.add_argument("--seed", type=int, default=1)
+    sp.add_argument("--max-429-rate", type=float, default=0.0, help="share refused allowed")
+    sp.add_argument(
+        "--library", default="aiohttp", choices=["aiohttp", "httpx", "aiometer"],
+        help="the snippet's library (default aiohttp)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--simulate", action="store_true", help="only search (virtual time); send nothing"
+    )
+    sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_probe(add)
     return p
 
