@@ -43,6 +43,7 @@ import inspect
 import math
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 from aiolimiter import AsyncLimiter
 
@@ -245,6 +246,18 @@ class SemaphoreGuard(Guard):
         return {"holders": float(self._n - sem._value), "waiters": float(waiting)}
 
 
+async def _sleep_until(guard: Any, loop: asyncio.AbstractEventLoop, at: float) -> None:
+    """Sleep until ``at`` on ``loop`` (a reservation's ideal time), counted in the guard's
+    ``_waiting`` (its ``waiters`` in ``state()``) while it sleeps."""
+    delay = at - loop.time()
+    if delay > 0:
+        guard._waiting += 1
+        try:
+            await asyncio.sleep(timer_delay_s(loop, delay))
+        finally:
+            guard._waiting -= 1
+
+
 class TokenBucketGuard(Guard):
     __slots__ = ("_burst", "_last", "_loop", "_rate", "_tokens", "_waiting")
 
@@ -281,13 +294,7 @@ class TokenBucketGuard(Guard):
         at = self._ready_at(endpoint, None, loop.time())
         self._refill(at)
         self._tokens = max(0.0, self._tokens - 1)
-        delay = at - loop.time()
-        if delay > 0:
-            self._waiting += 1
-            try:
-                await asyncio.sleep(timer_delay_s(loop, delay))
-            finally:
-                self._waiting -= 1
+        await _sleep_until(self, loop, at)
 
     def state(self) -> Mapping[str, float]:
         """``tokens``: the bucket's tokens now (refilled to now; a bucket booked ahead is
@@ -326,13 +333,7 @@ class SlidingWindowGuard(Guard):
         loop = self._loop
         at = self._ready_at(endpoint, None, loop.time())
         self._log.append(at)
-        delay = at - loop.time()
-        if delay > 0:
-            self._waiting += 1
-            try:
-                await asyncio.sleep(timer_delay_s(loop, delay))
-            finally:
-                self._waiting -= 1
+        await _sleep_until(self, loop, at)
 
     def state(self) -> Mapping[str, float]:
         """``in_window``: the admissions in its log that lie in the last ``window_s`` (a
@@ -389,13 +390,7 @@ class AdaptiveGuard(Guard):
             at = max(at, self._next)  # the ideal time: lateness is not booked
             self._next = after = at + 1 / self.rate
             cuts = self._cuts
-            delay = at - loop.time()
-            if delay > 0:
-                self._waiting += 1
-                try:
-                    await asyncio.sleep(timer_delay_s(loop, delay))
-                finally:
-                    self._waiting -= 1
+            await _sleep_until(self, loop, at)
             if self._cuts == cuts:  # no cut while it slept: the slot holds
                 self._after_go = max(self._after_go, after)
                 return
