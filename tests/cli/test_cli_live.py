@@ -4,6 +4,9 @@ where output is not one."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,14 +37,19 @@ def test_run_live_in_a_terminal_shows_the_headline_line(
     assert len(load(out).state) > 0  # the state was sampled and saved
 
 
-def test_run_live_where_output_is_not_a_terminal_shows_the_progress_bar(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_run_live_where_output_is_not_a_terminal_shows_the_progress_bar(tmp_path: Path) -> None:
+    # the command in a process of its own, its standard error a pipe, tqdm enabled
+    # (TQDM_DISABLE, which CI sets and tqdm reads once at import, left out)
     toml = write(tmp_path / "tiny.toml", TINY)
     out = tmp_path / "tiny.parquet"
-    assert main(["run", str(toml), "--out", str(out), "--live"]) == 0
-    err = capsys.readouterr().err
-    assert "\x1b[" not in err and "12/12" in err  # tqdm's bar, no control codes
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ratelab.cli", "run", str(toml), "--out", str(out), "--live"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b[" not in proc.stderr and "12/12" in proc.stderr  # tqdm's bar, no codes
+    assert len(load(out).df) == 12
 
 
 def test_run_live_simulated_in_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,11 @@ simulation to watch it. The browser test is ``tests/test_browser_live.py``."""
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,16 +48,29 @@ def _exp(requests: int = 40) -> rl.Experiment:
 
 
 def test_live_in_a_script_falls_back_to_the_progress_bar_when_not_a_terminal(
-    server: rl.LocalServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    err = io.StringIO()  # not a tty: a log file, CI output
-    monkeypatch.setattr("sys.stderr", err)
-    exp = rl.Experiment(target=server.url, requests=30, workers=5, strategy=rl.RateLimit(100))
-    result = rl.run(exp, live=True)
-    out = err.getvalue()
-    assert len(result.df) == 30
-    assert "\x1b[" not in out  # no control codes in a log
-    assert "30/30" in out and "req" in out  # tqdm's bar instead
+    # A script of its own, its standard error a pipe (a log file, CI output), and tqdm
+    # enabled: TQDM_DISABLE (which CI sets, and tqdm reads once, at import) is left out.
+    script = tmp_path / "live.py"
+    script.write_text(
+        "import ratelab as rl\n"
+        "with rl.LocalServer() as server:\n"
+        "    exp = rl.Experiment(target=server.url, requests=30, workers=5,\n"
+        "                        strategy=rl.RateLimit(100))\n"
+        "    result = rl.run(exp, live=True)\n"
+        "print(len(result.df))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
+        check=True,
+    )  # fmt: skip
+    assert proc.stdout.strip() == "30"
+    assert "\x1b[" not in proc.stderr  # no control codes in a log
+    assert "30/30" in proc.stderr and "req" in proc.stderr  # tqdm's bar instead
+    err = io.StringIO()
+    exp = rl.Experiment(target=URL, requests=30, workers=5)
     view = live_mod.live_view(exp, live=True, progress=True, engines=[], stream=err)
     assert isinstance(view, live_mod.Progress)
     live_mod.close_view(view, None)
