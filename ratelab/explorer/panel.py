@@ -248,6 +248,11 @@ class Explorer:
         assert self._frame is not None
         return self._frame.experiment
 
+    def to_script(self) -> str:
+        """The setting on screen as a standalone aiohttp + aiolimiter script, to copy
+        (:meth:`ratelab.Experiment.to_script`; a strategy it cannot write is a ConfigError)."""
+        return self.to_experiment().to_script()
+
     # -- changes, the worker and supersession ----------------------------------------------
 
     def _changed(self, _change: object = None) -> None:

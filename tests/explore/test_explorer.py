@@ -42,6 +42,8 @@ def test_moving_rate_from_20_to_30_resimulates_at_30_per_s() -> None:
         assert explorer.to_experiment() == exp.replace(
             strategy=rl.RateLimit(30) + rl.ConnectionLimit(10)
         )
+        script = explorer.to_script()  # the setting on screen, as code to copy
+        assert "AsyncLimiter(30.0, 1.0)" in script and "TCPConnector(limit=10" in script
     finally:
         explorer.close()
 
