@@ -75,6 +75,7 @@ def test_server_controls_need_a_server_with_what_they_change() -> None:
 
 
 def test_default_controls_follow_the_strategy_and_the_server() -> None:
+    pytest.importorskip("ipywidgets")  # the widgets: the `notebooks` extra
     full = rl.explore(EXP, SERVER)
     try:
         assert list(full.controls) == ["workers", "rate", "connections", "latency_s", "algorithm"]
@@ -119,6 +120,7 @@ def test_rate_and_connections_add_their_part_when_the_strategy_has_none() -> Non
 
 
 def test_a_value_outside_the_range_starts_at_its_nearest_end() -> None:
+    pytest.importorskip("ipywidgets")  # the widgets: the `notebooks` extra
     explorer = rl.explore(EXP, SERVER, rate=(30, 60), connections=(1, 5))
     try:
         assert explorer.controls["rate"].value == 30 and explorer.controls["connections"].value == 5

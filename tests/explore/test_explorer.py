@@ -11,6 +11,8 @@ import pytest
 
 import ratelab as rl
 
+pytest.importorskip("ipywidgets")  # the `notebooks` extra (make test installs it; the floor not)
+
 TARGET = "http://127.0.0.1:8080"  # never contacted by a simulation
 SERVER = rl.LocalServer(latency=rl.Fixed(0.05), seed=1)
 
