@@ -98,6 +98,15 @@ def _run(requests: int, smoke: bool) -> dict[str, Any]:
 
 def main() -> None:
     args = parser(__doc__).parse_args()
+    try:
+        import ipywidgets  # noqa: F401  (the explorer's widgets: the `notebooks` extra)
+    except ImportError:  # e.g. the dependency-floor venv: say so, measure nothing
+        reason = "ipywidgets not installed (pip install 'ratelab[notebooks]')"
+        print(f"explore: skipped: {reason}")
+        report = {"smoke": args.smoke, "machine": machine_info(), "skipped": reason,
+                  "headline": [headline("explore: skipped", reason)]}  # fmt: skip
+        write_report(report, default_out("explore", args))
+        return
     sizes = [200] if args.smoke else [500, 1000, 2000]
     warm = rl.Experiment(target=TARGET, requests=20, seed=1, strategy=rl.RateLimit(20))
     rl.explore(warm, rate=(5, 60)).close()  # imports, fonts
