@@ -217,6 +217,14 @@ def _decode_server_log(data: bytes) -> pd.DataFrame:
         return reader.read_all().to_pandas()
 
 
+def _decode_embedded(path: Path, data: bytes, what: str) -> pd.DataFrame:
+    """A frame embedded in the file's metadata, or ResultFileError saying ``what`` is damaged."""
+    try:
+        return _decode_server_log(data)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise _fail(path, f"{what} damaged ({e})") from e
+
+
 # --------------------------------------------------------------------------- write
 
 
@@ -372,29 +380,20 @@ def _read(path: Path, pf: pq.ParquetFile) -> ResultParts:
     server_log = None
     raw_log = metadata.get(SERVER_LOG_KEY)
     if raw_log is not None:
-        try:
-            server_log = _decode_server_log(raw_log)
-        except (pa.ArrowException, OSError, ValueError) as e:
-            raise _fail(path, f"the embedded server log is damaged ({e})") from e
+        server_log = _decode_embedded(path, raw_log, "the embedded server log is")
         server_log = _restore_dtypes(server_log, header.get("server_log_columns") or {})
 
     headers = empty_headers()
     raw_headers = metadata.get(HEADERS_KEY)
     if raw_headers is not None:
-        try:
-            headers = _decode_server_log(raw_headers)
-        except (pa.ArrowException, OSError, ValueError) as e:
-            raise _fail(path, f"the recorded headers are damaged ({e})") from e
+        headers = _decode_embedded(path, raw_headers, "the recorded headers are")
         headers["attempt"] = headers["attempt"].astype(np.int16)
         headers["value"] = headers["value"].astype(object)
 
     state = empty_state()
     raw_state = metadata.get(STATE_KEY)
     if raw_state is not None:
-        try:
-            state = _decode_server_log(raw_state)
-        except (pa.ArrowException, OSError, ValueError) as e:
-            raise _fail(path, f"the sampled limiter state is damaged ({e})") from e
+        state = _decode_embedded(path, raw_state, "the sampled limiter state is")
         found = {c: str(state[c].dtype) for c in state.columns}
         if found != STATE_COLUMNS:
             raise _fail(path, f"the sampled limiter state has columns {found}, not {STATE_COLUMNS}")

@@ -98,7 +98,6 @@ def _check(exp: Experiment) -> None:
                 f"expresses {', '.join(c.__name__ for c in SUPPORTED)}",
                 f"Run {name} with rl.run(exp), or replace it (e.g. a RateLimit) to get a script",
             )  # fmt: skip
-    for part in exp.strategy.parts:
         if getattr(part, "unit", "requests") != "requests":
             raise ConfigError(
                 "strategy", part,
