@@ -51,6 +51,9 @@ from ratelab.versions import versions
 
 __all__ = ["Engine", "parse_retry_after"]
 
+#: The shortest wait between two calls of ``on_tick`` (whatever the callback asks for).
+MIN_TICK_S = 0.01
+
 
 def parse_retry_after(value: str) -> float | None:
     """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110).
@@ -116,7 +119,7 @@ class Engine:
         base_url: str,
         transport: Transport | None = None,
         clock: Callable[[], float] | None = None,
-        on_tick: Callable[[int], None] | None = None,
+        on_tick: Callable[[int], float | None] | None = None,
         tick_s: float = 0.1,
         state_interval_s: float | None = DEFAULT_INTERVAL_S,
     ) -> None:
@@ -336,12 +339,15 @@ class Engine:
         on_tick = self.on_tick
         if on_tick is None:  # pragma: no cover - only started with a callback
             return
+        delay_s = self.tick_s
         while True:
-            await asyncio.sleep(self.tick_s)
+            await asyncio.sleep(delay_s)
             try:
-                on_tick(self.completed)
+                due_s = on_tick(self.completed)
             except Exception as e:
                 raise _Failed("the progress callback") from e
+            # a callback may say when it wants the next call (a live view's next frame)
+            delay_s = self.tick_s if due_s is None else min(self.tick_s, max(due_s, MIN_TICK_S))
 
     async def _sample_state(self) -> None:
         """Sample the guards' and the pool's state (:mod:`ratelab.client.watch.sampler`)."""

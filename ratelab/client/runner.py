@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ratelab.analysis.result import Result
-from ratelab.client.engine import Engine
+from ratelab.client.engine import MIN_TICK_S, Engine
 from ratelab.client.loops import loop_factory, loop_name
 from ratelab.client.progress import Progress
 from ratelab.client.server_log import fetch_server_log
@@ -28,6 +28,9 @@ from ratelab.experiment.experiment import Experiment
 from ratelab.experiment.polite import check_polite
 
 __all__ = ["arun", "run"]
+
+#: Wall seconds between two progress updates from the thread that waits for a run.
+TICK_S = 0.1
 
 
 def _check(experiment: object) -> Experiment:
@@ -207,9 +210,11 @@ def _run_in_thread(
     restore = _raise_on_sigint()
     try:
         try:
-            while not finished.wait(0.1):
-                if engines:
-                    bar.update_to(engines[0].completed)
+            wait_s = TICK_S
+            while not finished.wait(wait_s):
+                due_s = bar.update_to(engines[0].completed) if engines else None
+                # a live view says when its next frame is due (sooner than a tick)
+                wait_s = TICK_S if due_s is None else min(TICK_S, max(due_s, MIN_TICK_S))
         except KeyboardInterrupt:
             started.wait()
             loop, task = box.get("loop"), box.get("task")

@@ -266,6 +266,29 @@ def test_a_progress_callback_that_raises_ends_the_run() -> None:
         run_virtual(engine.run())
 
 
+@pytest.mark.parametrize(("asks", "gap_s"), [(None, 0.5), (0.125, 0.125), (0.0, 0.01)])
+def test_the_progress_callback_says_when_it_wants_the_next_call(
+    asks: float | None, gap_s: float
+) -> None:
+    # a live view returns the seconds until its next frame is due: the ticker wakes then
+    # (never later than tick_s, never sooner than MIN_TICK_S); None keeps the tick
+    from ratelab.client.engine import MIN_TICK_S
+
+    calls: list[float] = []
+
+    def on_tick(n: int) -> float | None:
+        calls.append(asyncio.get_running_loop().time())
+        return asks
+
+    engine = Engine(_exp(requests=30, workers=1), base_url=URL, on_tick=on_tick, tick_s=0.5,
+                    transport=ScriptedTransport(latency_s=0.1))  # fmt: skip
+    run_virtual(engine.run())
+    gaps = np.diff(calls[:-1])  # the last call is the one at the end of the run
+    assert len(gaps) >= 4
+    assert gaps == pytest.approx(gap_s, abs=1e-6)
+    assert MIN_TICK_S == 0.01
+
+
 def test_bookkeeping_failure_in_a_retry_ends_the_run(monkeypatch) -> None:
     from ratelab.records.store import RecordStore
 

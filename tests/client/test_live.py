@@ -195,3 +195,181 @@ def test_the_stop_button_keeps_the_partial_result_and_draws_the_final_figure(
     _text, figure = handles
     assert isinstance(figure.shown[-1], IPython.display.Image)
     assert figure.shown[-1].data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _Clock:
+    """``time`` for the notebook view: wall and CPU time moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.cpu = 0.0
+        self.frame_cpu_s = 0.005  # CPU one frame costs
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def thread_time(self) -> float:
+        return self.cpu
+
+
+def _view(monkeypatch: pytest.MonkeyPatch, clock: _Clock, engines: list[Any]) -> Any:
+    from ratelab.client.watch import notebook_view
+
+    _fake_display(monkeypatch)
+    monkeypatch.setattr(notebook_view, "time", clock)
+    view = notebook_view.NotebookView(engines, label="test", workers=10, rate_per_s=20)
+    extend = view._extend
+
+    def costly(snap: Any) -> None:  # a frame's work, while the frame's CPU is counted
+        clock.cpu += clock.frame_cpu_s
+        extend(snap)
+
+    monkeypatch.setattr(view, "_extend", costly)
+    return view
+
+
+def _engine_at(t_s: float) -> Any:
+    """An engine as the snapshot reads it (started, nothing recorded), at run time t_s."""
+    from ratelab.records.store import RecordStore
+
+    class Engine:
+        experiment = _exp(10)
+        store = RecordStore(10, endpoints=["/"], methods=["GET"])
+        sampler = None
+        t0 = 0.0
+        _send = object()
+
+        def now(self) -> float:
+            return t_s
+
+    return Engine()
+
+
+def test_frames_keep_to_a_deadline_and_say_when_the_next_is_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ratelab.client.watch.notebook_view import REFRESH_S
+
+    clock = _Clock()
+    view = _view(monkeypatch, clock, [_engine_at(1.0)])
+    assert REFRESH_S == 0.4
+    assert view.update_to() == pytest.approx(0.4) and view.frames == 1
+    clock.now += 0.3
+    assert view.update_to() == pytest.approx(0.1) and view.frames == 1  # not yet due
+    clock.now += 0.13  # 30 ms late: drawn, and the next is due 0.8 s after the first
+    assert view.update_to() == pytest.approx(0.37) and view.frames == 2
+    clock.now += 0.37 + 1e-9  # on time
+    assert view.update_to() == pytest.approx(0.4, abs=1e-6) and view.frames == 3
+    clock.now += 5.0  # far behind (a long pause): the cadence starts again from now
+    assert view.update_to() == pytest.approx(0.4) and view.frames == 4
+
+
+def test_costly_frames_come_less_often_to_stay_within_their_share_of_a_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ratelab.client.watch.notebook_view import CPU_SHARE
+
+    clock = _Clock()
+    view = _view(monkeypatch, clock, [_engine_at(1.0)])
+    clock.frame_cpu_s = 0.006  # 6 ms: 1.5% of a core at 2.5 frames a second
+    view.update_to()
+    view.update_to()  # not yet due
+    assert view.interval_s == pytest.approx(0.4)
+    clock.now += 0.4
+    clock.frame_cpu_s = 0.03  # a slow machine: 30 ms a frame
+    assert view.update_to() == pytest.approx(0.03 / CPU_SHARE)  # 1 s: 3% of a core
+    assert view.interval_s == pytest.approx(1.0)
+
+
+def test_the_view_reads_the_state_incrementally_and_again_after_thinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ratelab.client.watch.sampler import StateSampler
+
+    level = iter(range(1000))
+    sampler = StateSampler([("G", "guard G", lambda: {"level": next(level), "waiters": 2})])
+    engine = _engine_at(1.0)
+    engine.sampler = sampler
+    clock = _Clock()
+    view = _view(monkeypatch, clock, [engine])
+
+    def lines() -> dict[str, list[float]]:
+        return {q: list(view._state_lines[("G", q)].get_ydata()) for q in ("level", "waiters")}
+
+    for k in range(6):
+        sampler.sample(0.05 * k, k)
+    view.update_to()
+    assert lines() == {"level": [0, 1, 2, 3, 4, 5], "waiters": [2.0] * 6}
+    for k in range(6, 9):
+        sampler.sample(0.05 * k, k)
+    clock.now += 0.4
+    view.update_to()  # only the three new samples are read, and appended
+    assert view._cursor[2] == 18 and lines()["level"] == list(range(9))
+    sampler._thin(8)  # the ticks 0, 2, 4, 6, 8 stay
+    assert sampler.generation == 2
+    sampler.sample(0.5, 5)
+    clock.now += 0.4
+    view.update_to()
+    assert lines()["level"] == [0, 2, 4, 6, 8, 9]
+    xs = list(view._state_lines[("G", "level")].get_xdata())
+    assert xs == pytest.approx([0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    sampler.generation += 1  # as if thinning were under way in the loop's thread
+    assert sampler.since(2, 0) is None
+
+
+def test_the_waiting_thread_feeds_a_view_when_it_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run on a worker thread (a simulation, or any run inside a kernel): the calling
+    thread waits until the view's next frame is due, not a whole tick."""
+    import ratelab.client.runner as runner_mod
+
+    calls: list[float] = []
+
+    class View:
+        def update_to(self, n: int = 0) -> float:
+            calls.append(time.perf_counter())
+            return 0.02
+
+        def close(self, result: Any) -> None:
+            pass
+
+    monkeypatch.setattr(runner_mod, "live_view", lambda *a, **k: View())
+    began = time.perf_counter()
+    rl.simulate(_exp(), progress=False, live=True, live_speed=1.0)  # ~1 s of virtual time
+    wall_s = time.perf_counter() - began
+    # every TICK_S (0.1 s) would be at most wall_s / 0.1 + 2 calls
+    assert wall_s > 0.9 and len(calls) > wall_s / runner_mod.TICK_S + 2
+
+
+def test_a_request_finishing_while_the_snapshot_reads_is_never_counted_twice() -> None:
+    """The live view reads the run's columns from another thread while the loop goes on:
+    here, just as the snapshot reads the send stamps, worker 0 finishes request 0 and sends
+    request 10. Ten workers: never more than ten in flight."""
+    import math
+
+    from ratelab.client.watch.snapshot import take
+    from ratelab.records.store import RecordStore
+
+    store = RecordStore(20, endpoints=["/"], methods=["GET"])
+    store.n = 11
+    for col in (store.ready_s, store.admitted_s, store.sent_s):
+        col[:10] = 0.0
+    store.done_s[:] = math.nan
+
+    class Moving:
+        """The store, with the loop moving on when the send stamps are read."""
+
+        moved = False
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "sent_s" and not self.moved:
+                self.moved = True
+                store.status[0] = 200
+                store.done_s[0] = 0.5
+                store.ready_s[10] = store.admitted_s[10] = store.sent_s[10] = 0.5
+            return getattr(store, name)
+
+    engine = _engine_at(0.5)
+    engine.store = Moving()
+    snap = take([engine])
+    assert snap is not None
+    assert snap.in_flight <= 10 and snap.done == 1 and snap.statuses == {200: 1}

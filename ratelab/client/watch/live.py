@@ -60,7 +60,10 @@ def live_view(
         from ratelab.client.watch.notebook_view import NotebookView
 
         rate = getattr(exp.strategy, "rate_limit_per_s", None)
-        return NotebookView(engines, label=exp.label, workers=exp.workers, rate_per_s=rate)
+        return NotebookView(
+            engines, label=exp.label, workers=exp.workers, rate_per_s=rate,
+            expected_s=exp.requests / rate if rate else None,
+        )  # fmt: skip
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
     if callable(isatty) and isatty():

@@ -59,10 +59,14 @@ def empty_state() -> pd.DataFrame:
 class StateSampler:
     """Samples ``sources`` (``(label, where, state)``) every ``interval_s`` of the run clock.
 
-    Written on the loop's thread; :meth:`latest` may be read from another thread (the live
-    view): it reads the columns' lengths first, so a sample being appended is left out."""
+    Written on the loop's thread; :meth:`latest` and :meth:`since` may be read from
+    another thread (the live view): they read the columns' lengths first, so a sample being
+    appended is left out, and ``generation`` (odd while the samples are being thinned, one
+    more when done: a sequence lock) tells them when the columns were replaced."""
 
-    __slots__ = ("_keys", "interval_s", "keys", "sources", "t", "tick", "value", "which")
+    __slots__ = (
+        "_keys", "generation", "interval_s", "keys", "sources", "t", "tick", "value", "which",
+    )  # fmt: skip
 
     def __init__(self, sources: list[Source], interval_s: float = DEFAULT_INTERVAL_S) -> None:
         self.sources = sources
@@ -73,6 +77,7 @@ class StateSampler:
         self.tick: list[int] = []
         self.which: list[int] = []
         self.value: list[float] = []
+        self.generation = 0
 
     def sample(self, t_s: float, tick: int) -> int:
         """Record every source's state at run time ``t_s``; returns how many values."""
@@ -143,11 +148,13 @@ class StateSampler:
     def _thin(self, tick: int) -> int:
         """Double the interval; keep the samples on the new grid (even ticks)."""
         keep = [i for i, k in enumerate(self.tick) if k % 2 == 0]
+        self.generation += 1  # odd: a reader meanwhile reads again later
         self.t = [self.t[i] for i in keep]
         self.which = [self.which[i] for i in keep]
         self.value = [self.value[i] for i in keep]
         self.tick = [self.tick[i] // 2 for i in keep]
         self.interval_s *= 2
+        self.generation += 1
         return tick // 2
 
     def latest(self) -> dict[tuple[str, str], float]:
@@ -159,11 +166,22 @@ class StateSampler:
             out[keys[which[i]]] = value[i]
         return out
 
-    def series(self) -> tuple[list[float], list[tuple[str, str]], list[float]]:
-        """(t_s, (guard, quantity), value) of every sample so far (a consistent prefix)."""
-        t, keys, which, value = self.t, self.keys, self.which, self.value
+    def since(
+        self, generation: int, start: int
+    ) -> tuple[int, int, list[float], list[tuple[str, str]], list[float]] | None:
+        """The samples from row ``start`` on, for a reader that has read the rows before it
+        in ``generation`` (all of them, from row 0, if they were thinned since):
+        ``(generation, end, t_s, (guard, quantity), value)``, a consistent prefix. None while
+        they are being thinned (read again later)."""
+        g = self.generation
+        t, which, value = self.t, self.which, self.value
+        if g % 2 or self.generation != g:
+            return None
+        if g != generation:
+            start = 0
         n = min(len(t), len(which), len(value))
-        return t[:n], [keys[k] for k in which[:n]], value[:n]
+        keys = self.keys
+        return g, n, t[start:n], [keys[k] for k in which[start:n]], value[start:n]
 
     def frame(self) -> pd.DataFrame:
         """The long frame ``result.state``: t_s, guard, quantity, value (time order)."""

@@ -14,7 +14,9 @@ import numpy as np
 
 __all__ = ["Snapshot", "take"]
 
-#: The window of "rate now": attempts completed in the last second of the run clock.
+#: The window of "rate now": attempts completed in the last second of the run clock (in the
+#: first second, those completed so far: a burst at the start reads as its size, not as the
+#: rate of its first milliseconds).
 RATE_WINDOW_S = 1.0
 
 
@@ -63,13 +65,18 @@ def take(engines: list[Any]) -> Snapshot | None:
     for e in engines:
         s = e.store
         n = s.n
-        done_s = s.done_s[:n]
-        finished = ~np.isnan(done_s)
-        sent = ~np.isnan(s.sent_s[:n]) & ~finished
-        admitted = ~np.isnan(s.admitted_s[:n])
+        # in the order of a request's life, and done last: a row counted as waiting at a
+        # stage had reached it before it was seen not to have passed it, so a request
+        # moving on while this reads is left out of a count, never counted twice (the loop
+        # runs meanwhile: numpy lets go of the GIL)
         ready = ~np.isnan(s.ready_s[:n])
+        admitted = ~np.isnan(s.admitted_s[:n])
         queued = ~np.isnan(s.pool_queued_s[:n])
         acquired = ~np.isnan(s.pool_acquired_s[:n])
+        sent = ~np.isnan(s.sent_s[:n])
+        done_s = s.done_s[:n].copy()
+        finished = ~np.isnan(done_s)
+        sent &= ~finished
         waiting_pool = queued & ~acquired & ~finished
         done += int(finished.sum())
         total += int(e.experiment.requests)
@@ -83,9 +90,8 @@ def take(engines: list[Any]) -> Snapshot | None:
         errors += int((s.error[:n][finished] >= 0).sum())
     sampler = getattr(first, "sampler", None)
     state = {} if sampler is None else sampler.latest()
-    window = min(RATE_WINDOW_S, t) if t > 0 else RATE_WINDOW_S
     return Snapshot(
-        t_s=t, done=done, total=total, rate_per_s=recent / window, in_flight=in_flight,
+        t_s=t, done=done, total=total, rate_per_s=recent / RATE_WINDOW_S, in_flight=in_flight,
         waiting_limiter=w_lim, waiting_pool=w_pool, statuses=statuses, errors=errors,
         state=state,
     )  # fmt: skip

@@ -59,12 +59,14 @@ class TerminalView:
         self.last = -float("inf")
         self.lines = 0
 
-    def update_to(self, n: int = 0) -> None:
+    def update_to(self, n: int = 0) -> float:
+        """Rewrite the line if it is due; returns the wall seconds until the next is due."""
         now = time.monotonic()
         if now - self.last < self.refresh_s:
-            return
+            return self.last + self.refresh_s - now
         self.last = now
         self.draw()
+        return self.refresh_s
 
     def draw(self) -> None:
         snap = take(self.engines)
