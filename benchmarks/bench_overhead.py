@@ -132,6 +132,11 @@ def run_ratelab(
 
 #: CPU seconds (of the thread that ran it) spent sampling state / drawing live frames
 _SPENT: dict[str, float] = {"sample": 0.0, "frames": 0.0, "view_setup": 0.0, "final": 0.0}
+#: What the live line reports besides the common figures (from each run's view)
+LIVE_KEYS = ("redraws", "blit_frame_cpu_ms", "redraw_cpu_ms", "blit_core_share",
+             "redraw_core_share")  # fmt: skip
+#: The notebook views of the runs (their frame counts and CPU by kind)
+_VIEWS: list[Any] = []
 
 
 def _instrument() -> None:
@@ -148,6 +153,8 @@ def _instrument() -> None:
                 return inner(*args, **kwargs)
             finally:
                 _SPENT[key] += time.thread_time() - t
+                if key == "final":  # the view, at the end of its run
+                    _VIEWS.append(args[0])
 
         setattr(cls, name, wrapper)
 
@@ -189,6 +196,9 @@ def run_watch(
         result = asyncio.run(in_loop())
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     images = [f for f in frames if type(f).__name__ == "Image"]
+    view = _VIEWS.pop() if live else None
+    _VIEWS.clear()
+    wall_run = float(result.meta["wall_s"])
     return {
         "wall_s": wall,
         "rate_per_s": n / wall,
@@ -205,6 +215,14 @@ def run_watch(
         # CPU seconds per second of the run: the share of a core (of the GIL) taken
         "sample_core_share": _SPENT["sample"] / float(result.meta["wall_s"]),
         "frames_core_share": _SPENT["frames"] / float(result.meta["wall_s"]),
+        # blitted frames (lines on the cached axes) and redrawn ones (the axes grew)
+        "redraws": view.redraws if view else 0,
+        "blit_frame_cpu_ms": view.cpu_s["blitted"] / max(view.frames - view.redraws, 1) * 1e3
+        if view
+        else 0.0,
+        "redraw_cpu_ms": view.cpu_s["redrawn"] / max(view.redraws, 1) * 1e3 if view else 0.0,
+        "blit_core_share": view.cpu_s["blitted"] / wall_run if view else 0.0,
+        "redraw_core_share": view.cpu_s["redrawn"] / wall_run if view else 0.0,
         "view_setup_cpu_s": _SPENT["view_setup"],
         "final_figure_cpu_s": _SPENT["final"],
     }
@@ -255,6 +273,7 @@ def measure_watch(url: str, *, n: int, pairs: int, live: bool) -> dict[str, Any]
             [s["on"]["frames_core_share" if live else "sample_core_share"] for s in samples]
         ),
         "state_rows": describe([s["on"]["state_rows"] for s in samples]),
+        **{key: describe([s["on"][key] for s in samples]) for key in (LIVE_KEYS if live else ())},
     }
 
 
@@ -281,6 +300,11 @@ def run_watch_report(*, n: int, pairs: int) -> dict[str, Any]:
         headline("live frames: share of a core", round(live["core_share"]["median"], 4)),
         headline("  CPU per live frame (ms)", round(live["frame_cpu_ms"]["median"], 1)),
         headline("  live frames per second", round(live["frames_per_s"]["median"], 2)),
+        headline("  blitted frame: CPU (ms)", round(live["blit_frame_cpu_ms"]["median"], 1)),
+        headline("  blitted frames: share of a core",
+                 round(live["blit_core_share"]["median"], 4)),
+        headline("  redraws during a run", live["redraws"]["median"]),
+        headline("  redraw: CPU (ms)", round(live["redraw_cpu_ms"]["median"], 1)),
     ]  # fmt: skip
     report["machine"] = machine_info()
     return report

@@ -69,7 +69,9 @@ class NotebookView:
         self.due = -float("inf")  # monotonic time the next frame is due
         self.history: list[Snapshot] = []
         self.frames = 0
+        self.redraws = 0  # frames that redrew the background (the axes grew, a new line)
         self.frame_cpu_s = 0.0  # the last frame's CPU (blitted frames only)
+        self.cpu_s = {"blitted": 0.0, "redrawn": 0.0}  # all frames' CPU, by kind
         self._fig: Any = None
         self._image = Image
         self._series: dict[str, list[float]] = {k: [] for k in ("t", *_SERIES)}
@@ -232,9 +234,14 @@ class NotebookView:
             fig.draw_artist(artist)
         self.handle.update(self._image(data=_png(canvas, self._palette), format="png"))
         self.frames += 1
-        if not redrawn:  # a background redraw is rare (at most one per REDRAW_S)
-            self.frame_cpu_s = time.thread_time() - cpu
-            self.interval_s = max(self.refresh_s, self.frame_cpu_s / CPU_SHARE)
+        cpu = time.thread_time() - cpu
+        if redrawn:  # rare: at most one per REDRAW_S
+            self.redraws += 1
+            self.cpu_s["redrawn"] += cpu
+        else:
+            self.cpu_s["blitted"] += cpu
+            self.frame_cpu_s = cpu
+            self.interval_s = max(self.refresh_s, cpu / CPU_SHARE)
 
     # -- progress-bar interface ----------------------------------------------------------
     def update_to(self, n: int = 0) -> float:
