@@ -24,7 +24,7 @@ the same server is reported as a ratio too; without it that part is skipped.
 alternating pairs, ratelab server): the limiters' state sampled every 0.05 s (the default)
 against ``state_interval_s=None`` (target: ratio >= 0.98), and the JupyterLab live view
 (``live=True`` inside a running loop, as in a kernel: the run on a worker thread, the view
-rendering its PNG frames twice a second on the calling thread, IPython's display replaced
+rendering its PNG frames every 0.4 s on the calling thread, IPython's display replaced
 by a stub that keeps the frames) against ``live=False`` through the same path (target:
 ratio >= 0.97). The ratios are of the engine's own rate (requests / ``meta["wall_s"]``,
 the run itself; end to end, with the final figure drawn after the run, is recorded too).

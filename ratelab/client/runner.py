@@ -130,7 +130,7 @@ def run(
     millisecond timers (see :mod:`ratelab.client.loops`). ``result.meta["loop"]`` says which ran.
 
     ``live=True`` watches the run as it goes instead of a progress bar: in JupyterLab a
-    figure updated twice a second (throughput, in flight, waits, 429s, the limiters'
+    figure updated every 0.4 s (throughput, in flight, waits, 429s, the limiters'
     state), replaced by the final static figure when the run ends; in a terminal one line
     of headline numbers rewritten in place; where output is not a terminal, the progress
     bar (see :mod:`ratelab.client.watch.live`). ``state_interval_s`` (default 0.05; None:
