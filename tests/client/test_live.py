@@ -376,3 +376,36 @@ def test_a_request_finishing_while_the_snapshot_reads_is_never_counted_twice() -
     snap = take([engine])
     assert snap is not None
     assert snap.in_flight <= 10 and snap.done == 1 and snap.statuses == {200: 1}
+
+
+def test_a_new_state_line_redraws_only_its_own_axes_and_shows_its_legend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full redraw (every axis, tick label and legend) is most of what a live view
+    costs; a new quantity in the state panel redraws that panel alone."""
+    import io as _io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    from ratelab.client.watch.sampler import StateSampler
+
+    sampler = StateSampler([("RateLimit(20)", "guard", lambda: {"level": 0.5, "waiters": 0.0})])
+    sampler.sample(0.0, 0)
+    engine = _engine_at(0.2)
+    engine.sampler = sampler
+    view = _view(monkeypatch, _Clock(), [engine])
+    full: list[int] = []
+    draw = FigureCanvasAgg.draw
+    monkeypatch.setattr(FigureCanvasAgg, "draw", lambda self: (full.append(1), draw(self))[1])
+    view.update_to()
+    assert view.redraws == 1 and not full  # redrawn, but not the whole figure
+    legend = view._axes[2].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "RateLimit(20): level", "RateLimit(20): waiters",
+    ]  # fmt: skip
+    frame = Image.open(_io.BytesIO(view.handle.shown[-1].data)).convert("L")
+    box = legend.get_window_extent()
+    height = frame.size[1]
+    crop = frame.crop((int(box.x0), int(height - box.y1), int(box.x1), int(height - box.y0)))
+    assert crop.getextrema()[0] < 100  # the legend's text is in the frame (dark pixels)

@@ -130,27 +130,46 @@ class NotebookView:
         self._background: Any = None
         self._redrawn = -float("inf")
 
-    def _grow(self, snap: Snapshot) -> bool:
-        """Widen the axes when the data leave them (time to the run's expected end, from
-        its progress, and a fifth more; counts to twice the top), so the background (axes,
-        ticks, legends) is redrawn only a few times in a run; True if it must be. Between
-        two such redraws at least :data:`REDRAW_S` pass (meanwhile the lines are clipped)."""
+    def _grow(self, snap: Snapshot) -> tuple[bool, list[Any]]:
+        """Widen the axes the data leave (time to the run's expected end, from its
+        progress, and a fifth more; counts to twice the top), so the background (axes,
+        ticks, legends) is redrawn only a few times in a run: (the time axis grew, the axes
+        whose counts grew). Between two redraws at least :data:`REDRAW_S` pass (meanwhile
+        the lines are clipped)."""
         if time.monotonic() - self._redrawn < REDRAW_S:
-            return False
-        changed = False
+            return False, []
         ax_tp = self._axes[0]
         t_s = snap.t_s
-        if t_s > ax_tp.get_xlim()[1]:
+        wider = t_s > ax_tp.get_xlim()[1]
+        if wider:
             eta = t_s * snap.total / snap.done if snap.done else 2 * t_s
             ax_tp.set_xlim(0, max(eta, t_s) * 1.2)
-            changed = True
+        taller = []
         for ax, top in zip(self._axes, self._peaks, strict=True):
             if top > ax.get_ylim()[1]:
                 ax.set_ylim(0, top * 2)
-                changed = True
-        if changed:
-            self._redrawn = time.monotonic()
-        return changed
+                taller.append(ax)
+        return wider, taller
+
+    def _redraw(self, axes: list[Any]) -> None:
+        """Redraw the background of ``axes`` only (their ticks, labels and legend; a new
+        legend or a taller axis): paint over each one's area, draw it again, keep the
+        result. Text is most of a redraw's cost, and one of three axes has a third of it."""
+        from matplotlib.patches import Rectangle
+
+        canvas = self._fig.canvas
+        renderer = canvas.get_renderer()
+        canvas.restore_region(self._background)
+        for ax in axes:
+            box = ax.get_tightbbox(renderer)  # with the legend and the tick labels
+            blank = Rectangle(
+                (box.x0 - 1, box.y0 - 1), box.width + 2, box.height + 2, transform=None,
+                facecolor=self._fig.get_facecolor(), edgecolor="none",
+            )  # fmt: skip
+            blank.set_figure(self._fig)
+            blank.draw(renderer)
+            ax.draw(renderer)  # everything but the animated artists
+        self._background = canvas.copy_from_bbox(self._fig.bbox)
 
     def _extend(self, snap: Snapshot) -> None:
         """Append the snapshot to the plotted series (the 429 rate: since the last one)."""
@@ -224,10 +243,17 @@ class NotebookView:
         self.text.update(_line(f"{self.label}: {format_snapshot(snap)}"))
         fig = self._fig
         canvas = fig.canvas
-        redrawn = self._grow(snap) or new_line
+        wider, taller = self._grow(snap)
+        if new_line and self._axes[2] not in taller:
+            taller.append(self._axes[2])  # its legend is new
+        redrawn = wider or bool(taller)
         if redrawn:
+            self._redrawn = time.monotonic()
+        if wider:  # the shared time axis: every axes
             canvas.draw()  # everything but the animated artists
             self._background = canvas.copy_from_bbox(fig.bbox)
+        elif taller:
+            self._redraw(taller)
         else:
             canvas.restore_region(self._background)
         for artist in (*self._lines.values(), *self._state_lines.values()):
