@@ -35,6 +35,9 @@ class RecordStore:
         self.errors: list[str] = []  # categories of the error column, in first-seen order
         self._error_codes: dict[str, int] = {}
         self.n = 0  # rows in use
+        #: Odd while the columns are being replaced by larger ones (a sequence lock for a
+        #: reader in another thread: ratelab.client.watch.snapshot).
+        self.generation = 0
         #: Recorded response headers: (row, lower-case name, value), see :meth:`headers_frame`.
         self.header_rows: list[tuple[int, str, str]] = []
         self._alloc(max(capacity, 1))
@@ -56,9 +59,11 @@ class RecordStore:
     def _grow(self) -> None:
         old = {name: getattr(self, name) for name in self._array_names()}
         n = self.capacity
+        self.generation += 1  # odd while the columns are replaced (a live view's check)
         self._alloc(n * 2)
         for name, arr in old.items():
             getattr(self, name)[:n] = arr
+        self.generation += 1
 
     @staticmethod
     def _array_names() -> tuple[str, ...]:
