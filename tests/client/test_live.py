@@ -354,7 +354,7 @@ def test_a_request_finishing_while_the_snapshot_reads_is_never_counted_twice() -
 
     store = RecordStore(20, endpoints=["/"], methods=["GET"])
     store.n = 11
-    for col in (store.ready_s, store.admitted_s, store.sent_s):
+    for col in (store.dequeued_s, store.ready_s, store.admitted_s, store.sent_s):
         col[:10] = 0.0
     store.done_s[:] = math.nan
 
@@ -368,7 +368,8 @@ def test_a_request_finishing_while_the_snapshot_reads_is_never_counted_twice() -
                 self.moved = True
                 store.status[0] = 200
                 store.done_s[0] = 0.5
-                store.ready_s[10] = store.admitted_s[10] = store.sent_s[10] = 0.5
+                store.dequeued_s[10] = store.ready_s[10] = store.admitted_s[10] = 0.5
+                store.sent_s[10] = 0.5
             return getattr(store, name)
 
     engine = _engine_at(0.5)
@@ -434,7 +435,8 @@ def test_the_snapshot_read_from_where_it_stopped_equals_one_read_from_scratch(se
         t = 0.1 * step
         engine.now = lambda t=t: t  # type: ignore[method-assign]
         for row in range(started, min(started + int(rng.integers(5, 20)), store.n)):
-            store.ready_s[row] = store.admitted_s[row] = store.sent_s[row] = t
+            store.dequeued_s[row] = store.ready_s[row] = store.admitted_s[row] = t
+            store.sent_s[row] = t
             started += 1
         open_rows = [r for r in range(started) if np.isnan(store.done_s[r])]
         for row in rng.permutation(open_rows[:25])[: int(rng.integers(0, 15))]:  # oldest first

@@ -231,10 +231,10 @@ class NotebookView:
         return [ln.get_color() for ln in (*self._lines.values(), *self._state_lines.values())]
 
     def _draw(self) -> None:
+        cpu = time.thread_time()
         snap = take(self.engines)
         if snap is None:
             return
-        cpu = time.thread_time()
         self._extend(snap)
         t = self._series["t"]
         for name in _SERIES:

@@ -105,15 +105,17 @@ def take(engines: list[Any]) -> Snapshot | None:
         # in the order of a request's life, and done last: a row counted as waiting at a
         # stage had reached it before it was seen not to have passed it, so a request
         # moving on while this reads is left out of a count, never counted twice (the loop
-        # runs meanwhile: numpy lets go of the GIL)
-        ready = ~np.isnan(s.ready_s[lo:n])
-        admitted = ~np.isnan(s.admitted_s[lo:n])
-        queued = ~np.isnan(s.pool_queued_s[lo:n])
-        acquired = ~np.isnan(s.pool_acquired_s[lo:n])
-        sent = ~np.isnan(s.sent_s[lo:n])
-        done_s = s.done_s[lo:n].copy()
-        status = s.status[lo:n].copy()  # written before done: whole for a finished row
-        error = s.error[lo:n].copy()
+        # runs meanwhile: numpy lets go of the GIL). Only rows a worker has taken matter
+        # (the others have no stamp yet): read those, by index.
+        rows = lo + np.flatnonzero(~np.isnan(s.dequeued_s[lo:n]))
+        ready = ~np.isnan(s.ready_s[rows])
+        admitted = ~np.isnan(s.admitted_s[rows])
+        queued = ~np.isnan(s.pool_queued_s[rows])
+        acquired = ~np.isnan(s.pool_acquired_s[rows])
+        sent = ~np.isnan(s.sent_s[rows])
+        done_s = s.done_s[rows]
+        status = s.status[rows]  # written before done: whole for a finished row
+        error = s.error[rows]
         finished = ~np.isnan(done_s)
         sent &= ~finished
         waiting_pool = queued & ~acquired & ~finished
@@ -122,7 +124,8 @@ def take(engines: list[Any]) -> Snapshot | None:
         w_pool += int(waiting_pool.sum())
         total += int(e.experiment.requests)
         # the rows up to the first unfinished one are finished for good: fold them in
-        k = int(np.argmin(finished)) if not finished.all() else len(finished)
+        good = finished & (rows == lo + np.arange(len(rows)))  # and none skipped
+        k = int(np.argmin(good)) if not good.all() else len(good)
         if k and not generation % 2 and s.generation == generation:
             tally.upto = lo + k
             tally.done += k
