@@ -40,6 +40,7 @@ __all__ = [
     "SERVER_LOG_KEY",
     "STATE_COLUMNS",
     "STATE_KEY",
+    "STATE_PROCESS_COLUMN",
     "ResultFileError",
     "ResultParts",
     "empty_headers",
@@ -62,6 +63,9 @@ HEADERS_KEY = b"ratelab.headers"
 STATE_KEY = b"ratelab.state"
 #: ``result.state``'s columns and their dtypes (checked on loading).
 STATE_COLUMNS = {"t_s": "float64", "guard": "category", "quantity": "category", "value": "float64"}
+#: The column a multi-process run's state has after :data:`STATE_COLUMNS` (which process
+#: sampled the row; ``ratelab.client.processes.PROCESS_COLUMN``), and its dtype.
+STATE_PROCESS_COLUMN = ("process", "int16")
 # The header's "format": the module that first wrote these files. Files carry it, so it
 # stays as it is wherever the code lives.
 _FORMAT = "ratelab.analysis.result"
@@ -260,7 +264,8 @@ def write_result(
         metadata[SERVER_LOG_KEY] = _encode_server_log(server_log)
     if headers is not None and len(headers):
         metadata[HEADERS_KEY] = _encode_server_log(headers)
-    if state is not None and len(state):
+    if state is not None and (len(state) or STATE_PROCESS_COLUMN[0] in state.columns):
+        # a multi-process run's state is kept even with no rows: its `process` column stays
         metadata[STATE_KEY] = _encode_server_log(state)
     table = table.replace_schema_metadata(metadata)
 
@@ -395,8 +400,13 @@ def _read(path: Path, pf: pq.ParquetFile) -> ResultParts:
     if raw_state is not None:
         state = _decode_embedded(path, raw_state, "the sampled limiter state is")
         found = {c: str(state[c].dtype) for c in state.columns}
-        if found != STATE_COLUMNS:
-            raise _fail(path, f"the sampled limiter state has columns {found}, not {STATE_COLUMNS}")
+        if found not in (STATE_COLUMNS, dict([*STATE_COLUMNS.items(), STATE_PROCESS_COLUMN])):
+            raise _fail(
+                path,
+                f"the sampled limiter state has columns {found}, not {STATE_COLUMNS} "
+                f"(a multi-process run's with {STATE_PROCESS_COLUMN[0]!r}: "
+                f"{STATE_PROCESS_COLUMN[1]} last)",
+            )
 
     try:
         experiment = Experiment.from_dict(header["experiment"])

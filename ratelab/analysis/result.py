@@ -52,7 +52,9 @@ class Result:
     (the strategy part's label, e.g. ``RateLimit(20)``, or ``pool``), ``quantity`` (e.g.
     ``level``, ``waiters``, ``in_use``, ``queued``), ``value``; drawn by
     :func:`ratelab.analysis.state_plots.plot_state`. Empty when nothing was sampled (or
-    the run predates it)."""
+    the run predates it). A run split across processes (``processes > 1``) has a
+    ``process`` column (int16) last, as its ``df``: every process's samples of its own
+    guards and pool, on the merged clock (:mod:`ratelab.client.processes`)."""
 
     df: pd.DataFrame
     experiment: Experiment

@@ -4,6 +4,7 @@
         exp = rl.Experiment(target=server, requests=400, workers=40, strategy=rl.RateLimit(20))
         result = run_processes(exp, processes=4)   # four clients, each with its own RateLimit
         result.df.groupby("process").size()        # one frame; `process` says who sent what
+        rl.plot_state(result)                      # each process's own bucket, one clock
 
 Why: a limiter inside one process knows nothing of the others. Four processes, each with
 ``RateLimit(20)``, send 80 requests/s; ``rl.SharedRateLimit`` keeps one count in Redis so
@@ -44,6 +45,21 @@ The merged frame:
   merged run starts at 0 and times compare across processes exactly. (Across machines the
   monotonic clocks are unrelated: there only durations compare, and aligning runs needs
   the wall clock — ``meta["started_at"]``, NTP-synchronised, good to a few ms.)
+* ``state`` (``result.state``, the limiters' and the pools' state; see
+  :mod:`ratelab.client.watch.sampler`): every child's engine samples its own guards and
+  its own pool every ``state_interval_s`` (``rl.run``'s, passed to every child; None:
+  off) on its own clock; the parent shifts each child's ``t_s`` by that child's
+  ``t0_k - min(t0)``, the very shift of its records' times, and adds a ``process`` column
+  (int16, the LAST column, as the records'). Rows in ``t_s`` order. The column is there
+  exactly when the run was split (``processes > 1``), even with no rows: a one-process
+  run's state has the four columns only. A child's first sample is taken when its
+  sampler first runs, just after its workers' first step (a few ms after its ``t0``), so
+  process ``k``'s first row lies at ``t0_shift_s`` plus that. Each process's state is its
+  OWN: ``RateLimit(20)`` in each of 4 processes is 4 buckets, each bounded by 20, sampled
+  on 4 grids (so rows are not summed). A :class:`~ratelab.client.shared_limit.SharedRateLimit`
+  is one count in Redis that no process holds: its guard reports no state (reading the
+  count would cost a Redis call per sample), so its processes show only their pools. A lost
+  process has no state rows (they died with it).
 * ``server_log`` (LocalServer targets): ``server.log(t0=min(t0))`` restricted to the
   children's run tokens, with ``process`` added (from the token) and ``request_id`` made
   global like the client frame's, so the two join on ``request_id`` + ``attempt``.
@@ -57,8 +73,9 @@ each child's engine updates every 0.1 s (its ``on_tick``).
 
 Interrupt (Ctrl-C, the kernel's Stop button): the parent sends SIGINT to every child (once:
 a child ignores repeats, e.g. the terminal's own SIGINT to the process group); each child
-cancels its run, which keeps what it recorded, unfinished requests marked
-``CancelledError``; the merged Result has ``meta["interrupted"] = True``.
+cancels its run, which keeps what it recorded (its state samples too, with a last one
+taken as it stops), unfinished requests marked ``CancelledError``; the merged Result has
+``meta["interrupted"] = True``.
 
 A lost child: one that dies without a word (SIGKILL, the OOM killer) or hands in nothing
 (interrupted while still starting) does not lose the run. The others go on (or start
@@ -95,11 +112,13 @@ import numpy as np
 import pandas as pd
 
 from ratelab._validate import integer
+from ratelab.analysis.files import empty_state
 from ratelab.analysis.result import Result, load
 from ratelab.client.loops import loop_factory
 from ratelab.client.progress import Progress
 from ratelab.client.server_log import fetch_server_log
 from ratelab.client.transports import check_client_installed
+from ratelab.client.watch.sampler import DEFAULT_INTERVAL_S, check_interval
 from ratelab.errors import ConfigError, RatelabError
 from ratelab.experiment.arrivals import Constant, Poisson
 from ratelab.experiment.experiment import Experiment
@@ -194,9 +213,12 @@ def _child_main(
     messages: Any,
     go: Any,
     out_dir: str,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S,
 ) -> None:
     """The entry point of child ``k`` (importable, as "spawn" needs). Messages to the
-    parent: ``("ready", k, pid)``, then ``("done", k, path)`` or ``("error", k, traceback)``."""
+    parent: ``("ready", k, pid)``, then ``("done", k, path)`` or ``("error", k, traceback)``.
+    Its engine samples its guards' and pool's state every ``state_interval_s`` (None: off)
+    into its Result's ``state``, on its own clock (``_merge`` shifts it)."""
     signals = _ChildSignals()
     code = 0
     try:
@@ -213,7 +235,8 @@ def _child_main(
             warm_up = getattr(part, "warm_up", None)
             if callable(warm_up):
                 warm_up()
-        engine = Engine(exp, base_url=exp.target_url, on_tick=tick, tick_s=TICK_S)
+        engine = Engine(exp, base_url=exp.target_url, on_tick=tick, tick_s=TICK_S,
+                        state_interval_s=state_interval_s)  # fmt: skip
         messages.put(("ready", k, os.getpid()))
         while not go.wait(TICK_S):
             if signals.interrupted:
@@ -224,8 +247,9 @@ def _child_main(
             store, meta = runner.run(_run_engine(engine, signals))
         meta["pid"] = os.getpid()
         result = Result(
-            df=store.to_frame(), experiment=exp, meta=meta, headers=store.headers_frame()
-        )
+            df=store.to_frame(), experiment=exp, meta=meta, headers=store.headers_frame(),
+            state=engine.state_frame(),  # an interrupted run's samples too
+        )  # fmt: skip
         path = result.save(Path(out_dir) / f"process-{k}.parquet")
         messages.put(("done", k, str(path)))
     except BaseException:
@@ -383,20 +407,27 @@ class _Fleet:
         self.messages.close()
 
 
-def run_processes(experiment: Experiment, *, processes: int, progress: bool = True) -> Result:
+def run_processes(
+    experiment: Experiment, *, processes: int, progress: bool = True,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S,
+) -> Result:  # fmt: skip
     """Run ``experiment`` split across ``processes`` OS processes; return one merged Result.
 
     See the module docstring for how requests, workers, seeds and arrivals are split, and
-    how the records and the server log are merged onto one clock. Raises
-    :class:`~ratelab.errors.ConfigError` for ``processes`` that is not an int >= 1 or
-    exceeds ``workers``; :class:`~ratelab.errors.RatelabError` (with the child's traceback)
-    when a child fails. An interrupt returns the partial Result with
-    ``meta["interrupted"] = True``.
+    how the records, the server log and the sampled state are merged onto one clock.
+    ``state_interval_s`` (default 0.05; None: off) is how often every child samples its
+    guards' and its pool's state into ``result.state`` (one ``process`` column, one clock).
+    Raises :class:`~ratelab.errors.ConfigError`, before any process starts, for
+    ``processes`` that is not an int >= 1 or exceeds ``workers`` and for a
+    ``state_interval_s`` that is not None or a number > 0;
+    :class:`~ratelab.errors.RatelabError` (with the child's traceback) when a child fails.
+    An interrupt returns the partial Result with ``meta["interrupted"] = True``.
     """
     if not isinstance(experiment, Experiment):
         raise ConfigError("experiment", experiment, "must be an rl.Experiment(...)")
     exp = experiment
     n = integer("processes", processes, minimum=1)
+    interval = check_interval(state_interval_s)
     if n > exp.workers:
         raise ConfigError(
             "processes", processes,
@@ -413,7 +444,9 @@ def run_processes(experiment: Experiment, *, processes: int, progress: bool = Tr
             preflight()
     data, offsets = _slices(exp, n, exp.target)
     with tempfile.TemporaryDirectory(prefix="ratelab-processes-") as out_dir:
-        results, interrupted, lost = _run_fleet(exp, n, data, modules, out_dir, progress)
+        results, interrupted, lost = _run_fleet(
+            exp, n, data, modules, out_dir, progress, state_interval_s=interval
+        )
     return _merge(exp, results, offsets, interrupted=interrupted, lost=lost, data=data)
 
 
@@ -424,6 +457,8 @@ def _run_fleet(
     modules: list[str],
     out_dir: str,
     progress: bool,
+    *,
+    state_interval_s: float | None = DEFAULT_INTERVAL_S,
 ) -> tuple[dict[int, Result], bool, dict[int, str]]:
     ctx = multiprocessing.get_context("spawn")
     fleet = _Fleet(
@@ -438,9 +473,11 @@ def _run_fleet(
     try:
         try:
             for k in range(n):
+                args = (k, data[k], modules, fleet.counts, fleet.messages, fleet.go, out_dir,
+                        state_interval_s)  # fmt: skip
                 p = ctx.Process(
                     target=_child_main,
-                    args=(k, data[k], modules, fleet.counts, fleet.messages, fleet.go, out_dir),
+                    args=args,
                     name=f"ratelab-process-{k}",
                     daemon=True,
                 )
@@ -596,7 +633,33 @@ def _merge(
                for k, r in results.items()]  # fmt: skip
     headers_df = pd.concat(_union_categoricals(headers), ignore_index=True)
     headers_df = headers_df.sort_values(["request_id", "attempt"], kind="stable", ignore_index=True)
-    return Result(df=df, experiment=exp, meta=meta, server_log=server_log, headers=headers_df)
+    state = _merge_state(results, {k: t0[k] - t_min for k in results})
+    return Result(
+        df=df, experiment=exp, meta=meta, server_log=server_log, headers=headers_df, state=state
+    )
+
+
+def _merge_state(results: dict[int, Result], shifts: dict[int, float]) -> pd.DataFrame:
+    """The children's sampled state on the merged clock: each child's ``t_s`` shifted by
+    ``shifts[k]`` (the very shift of its records' times), a ``process`` column (int16)
+    last, rows in time order (a tie keeps process order, then each child's own order).
+    Present, with that column, whenever the run was split, even with no rows (sampling
+    off, or nothing to sample); a lost process has no rows (its samples died with it)."""
+    frames = []
+    for k, r in results.items():
+        state = r.state
+        if state is None or not len(state):
+            continue
+        state = state.copy()
+        state["t_s"] = state["t_s"] + shifts[k]  # as the records' TIME_COLUMNS are shifted
+        state[PROCESS_COLUMN] = np.full(len(state), k, np.int16)
+        frames.append(state)
+    if not frames:
+        out = empty_state()
+        out[PROCESS_COLUMN] = np.zeros(0, np.int16)
+        return out
+    out = pd.concat(_union_categoricals(frames), ignore_index=True)
+    return out.sort_values("t_s", kind="stable", ignore_index=True)
 
 
 #: The ``error`` of every request of a process that died without handing in its records.

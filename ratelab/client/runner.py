@@ -122,7 +122,8 @@ def run(
 
     ``processes=N`` (or ``Experiment(processes=N)``) splits the requests and workers across
     N OS processes, each with its own loop, and merges their frames (a ``process`` column,
-    one clock): see :func:`ratelab.client.processes.run_processes`.
+    one clock), ``result.state`` included (every process samples its own guards and pool
+    every ``state_interval_s``): see :func:`ratelab.client.processes.run_processes`.
 
     ``loop="uvloop"`` (or ``Experiment(loop="uvloop")``; needs ``pip install
     'ratelab[uvloop]'``) runs on uvloop instead of asyncio's loop: less client CPU per
@@ -140,6 +141,7 @@ def run(
     if loop is not None and loop != exp.loop:
         exp = exp.replace(loop=loop)
     n = exp.processes if processes is None else processes
+    interval = check_interval(state_interval_s)  # before any process starts
     if n == 1:
         check_polite(exp, processes=1)  # before anything is sent; processes: run_processes
     else:
@@ -147,9 +149,10 @@ def run(
 
         if live:
             raise ConfigError("live", live, "a live view follows one process: processes=1")
-        return run_processes(exp.replace(processes=n), processes=n, progress=progress)
+        return run_processes(
+            exp.replace(processes=n), processes=n, progress=progress, state_interval_s=interval
+        )
     factory = loop_factory(exp.loop)
-    interval = check_interval(state_interval_s)
     execute = functools.partial(_execute, state_interval_s=interval)
     try:
         asyncio.get_running_loop()

@@ -104,3 +104,71 @@ def test_plot_state_figure_puts_the_state_under_the_timeline(result: rl.Result) 
         assert len(sent[0].get_xdata()) == result.df.sent_s.notna().sum()
     finally:
         plt.close(fig)
+
+
+@pytest.fixture(scope="module")
+def split() -> rl.Result:
+    """A two-process result as ``run_processes`` merges it (two simulated children, the
+    second started 0.3 s after the first)."""
+    from ratelab.client.processes import _merge
+
+    exp = rl.Experiment(target=URL, requests=80, workers=20, processes=2, seed=1,
+                        strategy=rl.RateLimit(20) + rl.ConnectionLimit(3))  # fmt: skip
+    server = rl.LocalServer(latency=rl.Uniform(0.05, 0.1), seed=1)
+    kids = {}
+    for k in (0, 1):
+        part = exp.replace(requests=40, workers=10, seed=1 + k, processes=1)
+        kids[k] = rl.simulate(part, server, progress=False)
+        kids[k].meta["t0_monotonic"] = 100.0 + 0.3 * k
+    return _merge(exp, kids, [0, 40], interrupted=False)
+
+
+def test_plot_state_draws_each_process_its_own_lines(split: rl.Result) -> None:
+    state = split.state
+    fig, ax = plt.subplots()
+    try:
+        rl.plot_state(split, ax=ax, guard="RateLimit(20)")
+        lines = {ln.get_gid(): ln for ln in ax.get_lines()}
+        assert sorted(lines) == [f"state RateLimit(20) {q} process {k}"
+                                 for q in ("level", "waiters") for k in (0, 1)]  # fmt: skip
+        for q, k in [("level", 0), ("level", 1), ("waiters", 1)]:
+            line = lines[f"state RateLimit(20) {q} process {k}"]
+            rows = state[(state.guard == "RateLimit(20)") & (state.quantity == q)
+                         & (state.process == k)]  # fmt: skip
+            assert list(line.get_xdata()) == list(rows.t_s)
+            assert list(line.get_ydata()) == list(rows.value)
+            assert line.get_color() == f"C{k}"  # the colour is the process
+            assert line.get_linestyle() == ("-" if q == "level" else "--")  # the style: quantity
+        assert min(lines["state RateLimit(20) level process 1"].get_xdata()) >= 0.3  # its start
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == ["level", "waiters", "process 0", "process 1"]
+    finally:
+        plt.close(fig)
+
+
+def test_plot_state_of_a_split_run_and_of_one_of_its_processes(split: rl.Result) -> None:
+    fig = rl.plot_state(split)
+    try:
+        assert [ax.get_title() for ax in fig.axes[2:]] == [
+            "RateLimit(20), in each process", "connection pool, in each process"]  # fmt: skip
+        assert fig.get_suptitle().endswith("(2 processes)")
+        assert len([ln for ln in fig.axes[3].get_lines() if ln.get_gid()]) == 4  # 2 x 2
+    finally:
+        plt.close(fig)
+    fig = rl.plot_state(split, process=1)
+    try:
+        assert fig.get_suptitle().endswith("(process 1 of 2)")
+        own = split.df[split.df.process == 1]
+        sent = next(ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "sent")
+        assert sorted(sent.get_xdata()) == sorted(own.sent_s.dropna())  # its records only
+        gids = sorted(ln.get_gid() for ln in fig.axes[2].get_lines())
+        assert gids == ["state RateLimit(20) level", "state RateLimit(20) waiters"]
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match=r"process=5 has no samples: the run has \[0, 1\]"):
+        rl.plot_state(split, process=5)
+
+
+def test_plot_state_refuses_a_process_of_a_run_in_one(result: rl.Result) -> None:
+    with pytest.raises(ValueError, match="not split across processes"):
+        rl.plot_state(result, process=0)

@@ -125,6 +125,55 @@ def test_merged_run_is_one_run_on_one_clock(mp_server: rl.LocalServer, tmp_path)
     _no_children_left([p["pid"] for p in pm])
 
 
+#: How long after its loop's start a child may take its first state sample: when the
+#: sampler task first runs, after every worker's first step (a few ms on an idle machine;
+#: generous for two busy cores).
+FIRST_SAMPLE_S = 0.5
+
+
+def test_state_interval_is_checked_before_any_process_starts(mp_server: rl.LocalServer) -> None:
+    exp = rl.Experiment(target=mp_server, requests=4, workers=2)
+    for bad in (0, -0.1, float("nan"), "fast", True):
+        with pytest.raises(ConfigError, match="state_interval_s"):
+            rl.run(exp, processes=2, progress=False, state_interval_s=bad)
+        with pytest.raises(ConfigError, match="state_interval_s"):
+            run_processes(exp, processes=2, progress=False, state_interval_s=bad)
+    assert multiprocessing.active_children() == []
+
+
+def test_every_process_keeps_its_state_on_the_merged_clock(
+    mp_server: rl.LocalServer, tmp_path: Path
+) -> None:
+    interval_s = 0.25  # not the default 0.05: the children must have been given it
+    exp = rl.Experiment(target=mp_server, requests=60, workers=20, strategy=rl.RateLimit(20))
+    result = rl.run(exp, processes=2, progress=False, state_interval_s=interval_s)
+    df, state, meta = result.df, result.state, result.meta
+    assert (df["status"] == 200).all()
+    assert list(state.columns) == ["t_s", "guard", "quantity", "value", PROCESS_COLUMN]
+    assert state[PROCESS_COLUMN].dtype == np.int16
+    assert set(state[PROCESS_COLUMN]) == set(df[PROCESS_COLUMN]) == {0, 1}
+    assert state["t_s"].is_monotonic_increasing
+    assert set(state["guard"].astype(str)) == {"RateLimit(20)", "pool"}
+    for k in (0, 1):
+        own = state[state[PROCESS_COLUMN] == k]
+        shift = meta["process_meta"][k]["t0_shift_s"]
+        t = own["t_s"]
+        # its first sample: at its own start on the merged clock (never before it)
+        assert shift - EPS <= t.min() <= shift + FIRST_SAMPLE_S, (t.min(), shift)
+        assert 0 <= t.min() and t.max() <= meta["wall_s"]
+        # its last: when its run ended, after its last request was done (one clock)
+        assert t.max() >= df.loc[df[PROCESS_COLUMN] == k, "done_s"].max() - EPS
+        # on its grid of interval_s (a loaded loop skips ticks; never more samples)
+        level = own[own["quantity"] == "level"]
+        span = level["t_s"].max() - level["t_s"].min()
+        assert len(level) <= span / interval_s + 2, (len(level), span)
+        # RateLimit(20) per process: each its own bucket, filled by its own burst of 20
+        # (10 workers: two rounds), never above 20 though the two sent 40 at once
+        assert 10 < level["value"].max() <= 20 + EPS
+    back = load(result.save(tmp_path / "state.parquet"))
+    pd.testing.assert_frame_equal(back.state, state)
+
+
 def test_interrupt_returns_partial_result_and_reaps(mp_server: rl.LocalServer) -> None:
     """KeyboardInterrupt in the parent -> SIGINT to each child -> partial, merged Result."""
     n = 400  # 2 processes x RateLimit(10): ~20 s if nobody stops it
@@ -135,7 +184,8 @@ def test_interrupt_returns_partial_result_and_reaps(mp_server: rl.LocalServer) -
     def interrupt_once_running() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not finished.is_set():
-            if len(mp_server.log()) - before >= 6:  # the children are sending
+            new = mp_server.log().iloc[before:]
+            if len(new) >= 6 and new["run"].nunique() == 2:  # both children are sending
                 if not finished.is_set():
                     _thread.interrupt_main()
                 return
@@ -157,6 +207,11 @@ def test_interrupt_returns_partial_result_and_reaps(mp_server: rl.LocalServer) -
     ok = int((df["status"] == 200).sum())
     assert ok >= 6 and cancelled > 0 and ok + cancelled == n
     assert set(df[PROCESS_COLUMN]) == {0, 1}
+    state = result.state  # what each child sampled up to the interrupt is kept
+    for k in (0, 1):
+        own = state[state[PROCESS_COLUMN] == k]
+        assert len(own) > 0
+        assert own["t_s"].max() >= df.loc[df[PROCESS_COLUMN] == k, "sent_s"].max() - EPS
     _no_children_left([p["pid"] for p in result.meta["process_meta"]])
 
 

@@ -145,3 +145,63 @@ def test_simulate_and_the_result_carry_the_state() -> None:
     assert guards == {"RateLimit(20)", "pool"}
     pool = _series(result.state, "pool", "in_use")
     assert pool.value.max() <= 2 and pool.value.max() > 0
+
+
+def _child(k: int, t0: float, **kw: Any) -> rl.Result:
+    """Process ``k`` of a two-process run, made on the virtual clock: its Result as a child
+    hands it in (own clock, own t0)."""
+    exp = rl.Experiment(target=URL, requests=30, workers=5, seed=k,
+                        strategy=rl.RateLimit(20) + rl.ConnectionLimit(2))  # fmt: skip
+    engine = Engine(exp, base_url=URL, transport=ScriptedTransport(latency_s=0.05), **kw)
+    store, meta = run_virtual(engine.run())
+    meta["t0_monotonic"] = t0  # where this child's clock started, on the shared clock
+    return rl.Result(df=store.to_frame(), experiment=exp, meta=meta,
+                     headers=store.headers_frame(), state=engine.state_frame())  # fmt: skip
+
+
+def test_merged_state_is_every_process_on_the_one_merged_clock(tmp_path: Any) -> None:
+    from ratelab.client.processes import PROCESS_COLUMN, _merge
+
+    t0 = {0: 500.25, 1: 500.0}  # process 1 started first: 0 on the merged clock
+    kids = {k: _child(k, t0[k]) for k in (0, 1)}
+    whole = rl.Experiment(target=URL, requests=60, workers=10, processes=2,
+                          strategy=rl.RateLimit(20) + rl.ConnectionLimit(2))  # fmt: skip
+    merged = _merge(whole, kids, [0, 30], interrupted=False)
+    state = merged.state
+    assert list(state.columns) == ["t_s", "guard", "quantity", "value", PROCESS_COLUMN]
+    assert state[PROCESS_COLUMN].dtype == np.int16
+    assert state.t_s.is_monotonic_increasing
+    assert set(state[PROCESS_COLUMN]) == set(merged.df[PROCESS_COLUMN]) == {0, 1}
+    for k, kid in kids.items():
+        shift = t0[k] - min(t0.values())
+        assert merged.meta["process_meta"][k]["t0_shift_s"] == shift
+        own = state[state[PROCESS_COLUMN] == k].reset_index(drop=True)
+        assert len(own) == len(kid.state) > 0
+        # the very shift of its records: t + shift, computed the same way, bit for bit
+        ids = merged.df[PROCESS_COLUMN] == k
+        assert np.array_equal(merged.df.loc[ids, "done_s"].to_numpy(),
+                              kid.df["done_s"].to_numpy() + shift)  # fmt: skip
+        assert np.array_equal(own.t_s.to_numpy(), kid.state.t_s.to_numpy() + shift)
+        assert own.value.tolist() == kid.state.value.tolist()
+        assert own.guard.astype(str).tolist() == kid.state.guard.astype(str).tolist()
+        # its first sample at its own start, its last once its last request was done
+        assert own.t_s.iloc[0] == pytest.approx(shift, abs=NS)
+        assert own.t_s.iloc[-1] >= merged.df.loc[ids, "done_s"].max()
+        # each process's own bucket (RateLimit(20) per process): bounded by 20
+        level = own[own.quantity == "level"].value
+        assert 15 < level.max() <= 20 + NS
+    # the file keeps it, process column and all
+    back = rl.load(merged.save(tmp_path / "two.parquet"))
+    pd.testing.assert_frame_equal(back.state, state)
+
+
+def test_merged_state_without_samples_keeps_the_process_column(tmp_path: Any) -> None:
+    from ratelab.client.processes import PROCESS_COLUMN, _merge
+
+    kids = {k: _child(k, 100.0 + k, state_interval_s=None) for k in (0, 1)}
+    whole = rl.Experiment(target=URL, requests=60, workers=10, processes=2)
+    merged = _merge(whole, kids, [0, 30], interrupted=False)
+    assert merged.state.empty
+    assert list(merged.state.columns) == ["t_s", "guard", "quantity", "value", PROCESS_COLUMN]
+    back = rl.load(merged.save(tmp_path / "none.parquet"))
+    pd.testing.assert_frame_equal(back.state, merged.state)
