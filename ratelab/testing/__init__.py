@@ -2,7 +2,7 @@
 
 - :class:`VirtualClockLoop`, :func:`run_virtual`: an event loop whose clock jumps to the
   next timer, so limiter and engine schedules are asserted exactly, without sleeping;
-- :class:`ScriptedTransport`: a transport with no network (a FIFO pool, a latency on the
+- :class:`ScriptedTransport`: a transport with no network (aiohttp's pool rules, a latency on the
   loop's clock, scripted answers), so the whole engine runs on the virtual clock;
 - :func:`make_frame`: a records frame with the schema's columns from a few given ones;
 - :mod:`ratelab.testing.redis`: a throwaway ``redis-server`` on 127.0.0.1.

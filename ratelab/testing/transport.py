@@ -51,7 +51,7 @@ Answer = int | tuple[int, Mapping[str, str]] | BaseException
 
 
 class ScriptedTransport(Transport):
-    """No sockets: a FIFO connection pool, a latency on the loop's clock, scripted answers.
+    """No sockets: aiohttp's pool rules, a latency on the loop's clock, scripted answers.
 
     ``latency_s`` is a number or a function of the :class:`SentRequest`; ``respond``
     (default: always 200) maps a SentRequest to a status, ``(status, headers)`` or an
