@@ -135,6 +135,12 @@ def _strategy(res: Any) -> Any:
     return getattr(exp, "strategy", None)
 
 
+def _processes(res: Any) -> int:
+    """How many processes (or simulated clients) the run was split across (1: one)."""
+    meta = getattr(res, "meta", None) or {}
+    return int(meta.get("processes", 1) or 1)
+
+
 def _scale(unit: str) -> float:
     if unit not in _UNITS:
         raise ValueError(f"unit={unit!r} is invalid: must be 's' or 'ms'")
@@ -292,7 +298,10 @@ def _draw_throughput(
         strategy = _strategy(res)
         rate = getattr(strategy, "rate_limit_per_s", None)
         if rate is not None:
-            _hline(ax, "rate_limit", float(rate), f"rate limit {rate:g}/s", drawn)
+            n = _processes(res)  # each process its own limiter (a shared one: once)
+            fleet = strategy.rate_limit_across(n)
+            split = f" ({n} × {rate:g}/s)" if fleet != rate else ""
+            _hline(ax, "rate_limit", float(fleet), f"rate limit {fleet:g}/s{split}", drawn)
     ax.set_xlabel(_TIME_LABEL)
     noun = {"done": "completed", "sent": "sent", "both": "requests"}[kind]
     ax.set_ylabel(f"{noun} (req/s, {window_s:g} s bins)")
@@ -350,12 +359,13 @@ def _draw_concurrency(
                     step(col, color=PHASE_COLORS[phase], linewidth=1.0, alpha=0.9, label=name,
                          gid=f"waiting_{phase}")  # fmt: skip
         strategy = _strategy(res)
-        cap = getattr(strategy, "connection_cap", None)
-        if cap is not None:
-            _hline(ax, "connection_cap", float(cap), f"connection cap {cap}", drawn)
-        cap = getattr(strategy, "concurrency_cap", None)
-        if cap is not None:
-            _hline(ax, "concurrency_cap", float(cap), f"concurrency cap {cap}", drawn)
+        n = _processes(res)  # a cap holds in each process: n of them together
+        for kind, name in (("connection_cap", "connection cap"),
+                           ("concurrency_cap", "concurrency cap")):  # fmt: skip
+            cap = getattr(strategy, kind, None)
+            if cap is not None:
+                split = f" ({n} × {cap})" if n > 1 else ""
+                _hline(ax, kind, float(cap * n), f"{name} {cap * n}{split}", drawn)
         workers = getattr(getattr(res, "experiment", None), "workers", None)
         if workers is not None:
             _hline(ax, "workers", float(workers), f"workers {workers}", drawn)

@@ -136,13 +136,15 @@ class Result:
     def windows(self, *, window_s: float = 1.0, limit: float | None = None) -> WindowStats:
         """The busiest sliding window of sent requests (:func:`~ratelab.analysis.metrics.windows`).
 
-        Without ``limit``, a strategy with a rate limit is checked against
-        ``rate_limit_per_s * window_s``.
+        Without ``limit``, a strategy with a rate limit is checked against its rate times
+        ``window_s``: for a run split across processes, what they allow together
+        (:meth:`~ratelab.experiment.strategies.Strategy.rate_limit_across`).
         """
         from ratelab.analysis.metrics import windows
 
         if limit is None:
-            rate = self.experiment.strategy.rate_limit_per_s
+            processes = int(self.meta.get("processes", 1) or 1)
+            rate = self.experiment.strategy.rate_limit_across(processes)
             if rate is not None:
                 limit = rate * window_s
         return windows(self, window_s=window_s, limit=limit)

@@ -121,6 +121,20 @@ class Strategy:
         rates = [p.steady_rate_per_s for p in self.parts if p.steady_rate_per_s is not None]
         return min(rates) if rates else None
 
+    def rate_limit_across(self, processes: int) -> float | None:
+        """:attr:`rate_limit_per_s` for a run split across ``processes`` processes
+        (``rl.run(processes=N)``, ``rl.simulate(clients=N)``): every process has its own
+        limiter, so a part allows N times its rate, except a part shared by every process
+        (one whose ``most_in_one_second`` says so: ``SharedRateLimit``), which allows its
+        rate once."""
+        rates = []
+        for p in self.parts:
+            rate = p.steady_rate_per_s
+            if rate is not None:
+                most = getattr(p, "most_in_one_second", None)
+                rates.append(rate if most is not None and most[1] else rate * processes)
+        return min(rates) if rates else None
+
     @property
     def connection_cap(self) -> int | None:
         """The session-wide connection cap, if any."""

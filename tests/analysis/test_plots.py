@@ -155,6 +155,34 @@ def test_throughput_rate_limit_line() -> None:
     assert ax.get_ylabel() == "completed (req/s, 1 s bins)" and "(s)" in ax.get_xlabel()
 
 
+def test_a_run_split_across_processes_draws_what_they_allow_together() -> None:
+    """Each process has its own RateLimit(20) and its own 10 connections: two of them send
+    40/s on up to 20; a SharedRateLimit is one count in Redis for all of them."""
+    from ratelab.client.shared_limit import SharedRateLimit
+
+    two = Result(df=run_frame(), meta={"processes": 2},
+                 experiment=Experiment(target="http://127.0.0.1:1", workers=20,
+                                       strategy=RateLimit(20) + ConnectionLimit(10)))  # fmt: skip
+    _fig, (ax_tp, ax_cc) = plt.subplots(1, 2)
+    plots.plot_throughput(two, ax=ax_tp, window_s=1.0)
+    (rate,) = by_gid(ax_tp, "rate_limit")
+    assert list(rate.get_ydata()) == [40.0, 40.0]
+    assert rate.get_label() == "rate limit 40/s (2 × 20/s)"
+    plots.plot_concurrency(two, ax=ax_cc)
+    (cap,) = by_gid(ax_cc, "connection_cap")
+    assert list(cap.get_ydata()) == [20.0, 20.0] and cap.get_label() == "connection cap 20 (2 × 10)"
+    assert two.windows().limit == 40.0
+    shared = Result(df=run_frame(), meta={"processes": 2},
+                    experiment=Experiment(target="http://127.0.0.1:1",
+                                          strategy=SharedRateLimit(20, period_s=1.0)))  # fmt: skip
+    _fig, ax = plt.subplots()
+    plots.plot_throughput(shared, ax=ax, window_s=1.0)
+    (rate,) = by_gid(ax, "rate_limit")
+    assert list(rate.get_ydata()) == [20.0, 20.0] and rate.get_label() == "rate limit 20/s"
+    assert shared.windows().limit == 20.0
+    plt.close("all")
+
+
 def test_throughput_bin_follows_the_run_length_and_is_named() -> None:
     # a 1.2 s run: 80 at once, then 100/s (a burst). In one-second bins it was one flat
     # step per second; by default the bin is chosen from the length (0.05 s)
