@@ -78,6 +78,7 @@ class NotebookView:
         self._state: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
         self._cursor: tuple[Any, int, int] = (None, -1, 0)  # sampler, generation, rows read
         self._peaks = [0.0, 0.0, 0.0]  # the highest value plotted on each axes
+        self._moved: set[Any] = set()  # the series (names, state keys) ever not 0
         # the axes start at what the run can reach (time: its expected length; counts: the
         # workers; rates: the rate limit), so they rarely grow and the background is rarely
         # redrawn
@@ -182,6 +183,7 @@ class NotebookView:
         sr["in_flight"].append(snap.in_flight)
         sr["limiter"].append(snap.waiting_limiter)
         sr["pool"].append(snap.waiting_pool)
+        self._moved.update(name for name in _SERIES if sr[name][-1])
         peaks = self._peaks
         peaks[0] = max(peaks[0], sr["rate"][-1], sr["429"][-1])
         peaks[1] = max(peaks[1], snap.in_flight, snap.waiting_limiter, snap.waiting_pool)
@@ -218,6 +220,8 @@ class NotebookView:
                 new_line = True
             xy[0].append(ti)
             xy[1].append(v)
+            if v:
+                self._moved.add(k)
             if v > self._peaks[2]:
                 self._peaks[2] = v
         for k, (xs, ys) in self._state.items():
@@ -256,8 +260,14 @@ class NotebookView:
             self._redraw(taller)
         else:
             canvas.restore_region(self._background)
-        for artist in (*self._lines.values(), *self._state_lines.values()):
-            fig.draw_artist(artist)
+        # a line that has only been 0 lies on the axis: not drawn (a third of the lines,
+        # often: no 429s, no pool queue)
+        for name, artist in self._lines.items():
+            if name in self._moved:
+                fig.draw_artist(artist)
+        for key, artist in self._state_lines.items():
+            if key in self._moved:
+                fig.draw_artist(artist)
         self.handle.update(self._image(data=_png(canvas, self._palette), format="png"))
         self.frames += 1
         cpu = time.thread_time() - cpu
