@@ -225,6 +225,9 @@ def _view(monkeypatch: pytest.MonkeyPatch, clock: _Clock, engines: list[Any]) ->
         extend(snap)
 
     monkeypatch.setattr(view, "_extend", costly)
+    # the first call only sets when the first frame is due (FIRST_S later)
+    assert view.update_to() == pytest.approx(notebook_view.FIRST_S) and view.frames == 0
+    clock.now += notebook_view.FIRST_S
     return view
 
 
@@ -454,3 +457,47 @@ def test_the_snapshot_read_from_where_it_stopped_equals_one_read_from_scratch(se
     from ratelab.client.watch.snapshot import _TALLIES
 
     assert _TALLIES[store].upto > 50  # and the snapshot read on from a folded prefix
+
+
+def test_the_first_redraw_widens_the_axes_to_where_the_run_is_heading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No rate limit, so the time axis starts at 2 s. The first frame (0.3 s in) redraws
+    anyway (the state lines appear): 400 of 10,000 done at 0.4 s puts the end at 10 s, so
+    the axes go to 12 s and 2 x 1,000/s at once, and nothing is redrawn for the rest."""
+    import numpy as np
+
+    from ratelab.client.watch import notebook_view
+    from ratelab.client.watch.sampler import StateSampler
+    from ratelab.records.store import RecordStore
+
+    store = RecordStore(10_000, endpoints=["/"], methods=["GET"])
+    store.add_requests(np.arange(10_000), np.zeros(10_000, np.int32), np.zeros(10_000, np.int32))
+    sampler = StateSampler([("pool", "transport", lambda: {"in_use": 50.0})])
+    sampler.sample(0.0, 0)
+
+    def progress(t_s: float) -> None:  # 1,000 a second, 400 in the first 0.4 s
+        k = round(1000 * t_s)
+        for col in (store.dequeued_s, store.ready_s, store.admitted_s, store.sent_s):
+            col[:k] = 0.0
+        store.status[:k] = 200
+        store.done_s[:k] = np.linspace(0, t_s, k)
+
+    engine = _engine_at(0.4)
+    engine.experiment = rl.Experiment(target=URL, requests=10_000, workers=50)
+    engine.store, engine.sampler = store, sampler
+    progress(0.4)
+    monkeypatch.setattr(notebook_view, "REDRAW_S", 4.0)
+    clock = _Clock()
+    view = _view(monkeypatch, clock, [engine])
+    view.update_to()
+    ax_tp = view._axes[0]
+    assert ax_tp.get_xlim()[1] == pytest.approx(12.0)
+    assert ax_tp.get_ylim()[1] == pytest.approx(2000.0)
+    assert view.redraws == 1
+    for t_s in (3.0, 6.0, 9.5):  # the run goes on as it began: no more redraws
+        progress(t_s)
+        engine.now = lambda t_s=t_s: t_s  # type: ignore[method-assign]
+        clock.now += 5.0
+        view.update_to()
+    assert view.frames == 4 and view.redraws == 1

@@ -44,6 +44,8 @@ _SERIES = ("rate", "429", "in_flight", "limiter", "pool")
 
 #: Wall seconds between two frames (at least two a second are asked for: 2.5, with room).
 REFRESH_S = 0.4
+#: Wall seconds from the first call (the run's start) to the first frame.
+FIRST_S = 0.3
 #: The share of a core the frames may take: a frame that costs more CPU than
 #: ``CPU_SHARE * REFRESH_S`` (12 ms) stretches the wait before the next one.
 CPU_SHARE = 0.03
@@ -66,7 +68,7 @@ class NotebookView:
         self.label = label
         self.refresh_s = refresh_s
         self.interval_s = refresh_s  # longer only where frames cost more than CPU_SHARE
-        self.due = -float("inf")  # monotonic time the next frame is due
+        self.due = -math.inf  # monotonic time the next frame is due
         self.history: list[Snapshot] = []
         self.frames = 0
         self.redraws = 0  # frames that redrew the background (the axes grew, a new line)
@@ -131,23 +133,28 @@ class NotebookView:
         self._background: Any = None
         self._redrawn = -float("inf")
 
-    def _grow(self, snap: Snapshot) -> tuple[bool, list[Any]]:
+    def _grow(self, snap: Snapshot, *, redraw: bool = False) -> tuple[bool, list[Any]]:
         """Widen the axes the data leave (time to the run's expected end, from its
         progress, and a fifth more; counts to twice the top), so the background (axes,
         ticks, legends) is redrawn only a few times in a run: (the time axis grew, the axes
         whose counts grew). Between two redraws at least :data:`REDRAW_S` pass (meanwhile
-        the lines are clipped)."""
-        if time.monotonic() - self._redrawn < REDRAW_S:
+        the lines are clipped). When a panel is redrawn anyway (``redraw``: a new line),
+        the axes are also widened to where the run is heading (its expected end; a rate's
+        top: at least its mean so far), so the same redraw serves for the rest of a
+        steady run."""
+        if not redraw and time.monotonic() - self._redrawn < REDRAW_S:
             return False, []
         ax_tp = self._axes[0]
-        t_s = snap.t_s
-        wider = t_s > ax_tp.get_xlim()[1]
+        t_s, done = snap.t_s, snap.done
+        eta = t_s * snap.total / done if done else 2 * t_s
+        xmax = ax_tp.get_xlim()[1]
+        wider = t_s > xmax or (redraw and done > 0 and eta > xmax)
         if wider:
-            eta = t_s * snap.total / snap.done if snap.done else 2 * t_s
             ax_tp.set_xlim(0, max(eta, t_s) * 1.2)
+        heading = (max(self._peaks[0], done / t_s if t_s > 0 else 0.0), *self._peaks[1:])
         taller = []
-        for ax, top in zip(self._axes, self._peaks, strict=True):
-            if top > ax.get_ylim()[1]:
+        for ax, peak, top in zip(self._axes, self._peaks, heading, strict=True):
+            if peak > ax.get_ylim()[1] or (redraw and top > ax.get_ylim()[1]):
                 ax.set_ylim(0, top * 2)
                 taller.append(ax)
         return wider, taller
@@ -247,7 +254,7 @@ class NotebookView:
         self.text.update(_line(f"{self.label}: {format_snapshot(snap)}"))
         fig = self._fig
         canvas = fig.canvas
-        wider, taller = self._grow(snap)
+        wider, taller = self._grow(snap, redraw=new_line)
         if new_line and self._axes[2] not in taller:
             taller.append(self._axes[2])  # its legend is new
         redrawn = wider or bool(taller)
@@ -283,6 +290,9 @@ class NotebookView:
     def update_to(self, n: int = 0) -> float:
         """Draw a frame if one is due; returns the wall seconds until the next is due."""
         now = time.monotonic()
+        if self.due == -math.inf:  # the run has just started: its first frame a little
+            # later, when its progress says where it is heading (see _grow)
+            self.due = now + FIRST_S
         if now < self.due:
             return self.due - now
         # on a deadline: a frame drawn a little late does not push the next one back
