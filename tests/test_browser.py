@@ -27,7 +27,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,6 +138,33 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
                     proc.wait(10)
 
 
+@contextmanager
+def notebook_page(
+    chromium: Path, lab: tuple[str, str], notebook: str, *, cells: int, height: int
+) -> Iterator[Any]:  # a playwright Page
+    """Chromium (1400 x ``height`` px) showing ``notebook`` in the JupyterLab of ``lab``
+    (the ``jupyter_lab`` fixture's ``(base_url, token)``), once the notebook is loaded (all
+    its ``cells`` cells rendered) and its kernel is idle. The browser closes on leaving."""
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            page.goto(f"{base}/lab/tree/{notebook}?token={token}")
+            page.wait_for_function(
+                "n => document.querySelectorAll('.jp-Notebook .jp-Cell').length === n",
+                arg=cells, timeout=STARTUP_TIMEOUT_S * 1000,
+            )  # fmt: skip
+            page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(
+                timeout=STARTUP_TIMEOUT_S * 1000
+            )
+            yield page
+        finally:
+            browser.close()
+
+
 _ALL_RAN = r"""() => {
   const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')];
   const stderr = [...document.querySelectorAll('.jp-RenderedText[data-mime-type="MIME"]')];
@@ -149,49 +178,32 @@ _ALL_RAN = r"""() => {
 def test_notebook_runs_in_jupyterlab(
     notebook: str, chromium: Path, jupyter_lab: tuple[str, str]
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    base, token = jupyter_lab
     artifact = ARTIFACTS / f"browser-{notebook.removesuffix('.ipynb')}.png"
     cells = json.loads((ROOT / "notebooks" / notebook).read_text())["cells"]
     n_code = sum(c["cell_type"] == "code" for c in cells)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/{notebook}?token={token}")
-            # the notebook is loaded (every cell rendered) and its kernel is idle
-            page.wait_for_function(
-                "n => document.querySelectorAll('.jp-Notebook .jp-Cell').length === n",
-                arg=len(cells), timeout=STARTUP_TIMEOUT_S * 1000,
-            )  # fmt: skip
-            page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(
-                timeout=STARTUP_TIMEOUT_S * 1000
-            )
-            if any(c.get("metadata", {}).get("jupyter", {}).get("source_hidden") for c in cells):
-                # hidden checks and answers render no prompt: show their code, so that
-                # every code cell's execution count can be read
-                page.get_by_role("menuitem", name="View", exact=True).click()
-                page.get_by_role("menuitem", name="Expand All Code", exact=True).click()
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            outcome = page.wait_for_function(_ALL_RAN, timeout=RUN_TIMEOUT_S * 1000).json_value()
+    with notebook_page(chromium, jupyter_lab, notebook, cells=len(cells), height=1000) as page:
+        if any(c.get("metadata", {}).get("jupyter", {}).get("source_hidden") for c in cells):
+            # hidden checks and answers render no prompt: show their code, so that
+            # every code cell's execution count can be read
+            page.get_by_role("menuitem", name="View", exact=True).click()
+            page.get_by_role("menuitem", name="Expand All Code", exact=True).click()
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        outcome = page.wait_for_function(_ALL_RAN, timeout=RUN_TIMEOUT_S * 1000).json_value()
 
-            images = page.locator(".jp-RenderedImage img")
-            n_images = images.count()
-            if n_images:
-                images.last.scroll_into_view_if_needed()  # the screenshot shows the figure
-            artifact.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(artifact))
+        images = page.locator(".jp-RenderedImage img")
+        n_images = images.count()
+        if n_images:
+            images.last.scroll_into_view_if_needed()  # the screenshot shows the figure
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(artifact))
 
-            stderr = page.locator(f'.jp-RenderedText[data-mime-type="{STDERR_MIME}"]')
-            texts = "els => els.map(e => e.textContent.trim())"  # also off-screen cells
-            tracebacks = [t for t in stderr.evaluate_all(texts) if "Traceback" in t]
-            error_outputs = page.locator(".jp-OutputArea-output.jp-mod-error, .jp-Error").count()
-            prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt")
-            counts = prompts.evaluate_all(texts)
-        finally:
-            browser.close()
+        stderr = page.locator(f'.jp-RenderedText[data-mime-type="{STDERR_MIME}"]')
+        texts = "els => els.map(e => e.textContent.trim())"  # also off-screen cells
+        tracebacks = [t for t in stderr.evaluate_all(texts) if "Traceback" in t]
+        error_outputs = page.locator(".jp-OutputArea-output.jp-mod-error, .jp-Error").count()
+        prompts = page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt")
+        counts = prompts.evaluate_all(texts)
 
     assert outcome == "done", f"a cell raised: {tracebacks[:1]}; prompts {counts}"
     assert not tracebacks, f"tracebacks in the output: {tracebacks[:1]}"

@@ -3,7 +3,8 @@
 checks that the figure changed and that ``Explorer.result`` is the new setting.
 
 Reuses ``tests/test_browser.py``'s JupyterLab (a scratch copy of ``notebooks/``, private
-Jupyter directories, a random token on 127.0.0.1) and its Chromium. After Run All, the
+Jupyter directories, a random token on 127.0.0.1), its Chromium and ``notebook_page``
+(which opens the notebook and waits for the kernel to go idle). After Run All, the
 ``rate`` slider's handle gets the focus and three ArrowRight presses (one step each: 1/s);
 the test waits for the ``Image`` widget's source to change, compares its pixels before and
 after, then re-runs the notebook's "What you settled on" cell, which waits for the explorer
@@ -14,7 +15,6 @@ and prints the setting on screen and its Experiment. A screenshot of the panel g
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,11 @@ import pytest
 
 from tests.test_browser import (  # noqa: F401  (chromium, jupyter_lab: fixtures)
     _ALL_RAN,
-    CHROMIUM_ARGS,
     ROOT,
     RUN_TIMEOUT_S,
-    STARTUP_TIMEOUT_S,
     chromium,
     jupyter_lab,
+    notebook_page,
 )
 
 pytestmark = pytest.mark.browser
@@ -51,58 +50,42 @@ def test_moving_a_slider_redraws_and_resimulates(
     chromium: Path,  # noqa: F811
     jupyter_lab: tuple[str, str],  # noqa: F811
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    base, token = jupyter_lab
     cells = json.loads((ROOT / "notebooks" / NOTEBOOK).read_text())["cells"]
     settled_index = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith(SETTLED))
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
-            page.wait_for_function(
-                "n => document.querySelectorAll('.jp-Notebook .jp-Cell').length === n",
-                arg=len(cells), timeout=STARTUP_TIMEOUT_S * 1000,
-            )  # fmt: skip
-            page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(
-                timeout=STARTUP_TIMEOUT_S * 1000
-            )
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            outcome = page.wait_for_function(_ALL_RAN, timeout=RUN_TIMEOUT_S * 1000).json_value()
-            assert outcome == "done", "a cell raised during Run All"
+    with notebook_page(chromium, jupyter_lab, NOTEBOOK, cells=len(cells), height=1100) as page:
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        outcome = page.wait_for_function(_ALL_RAN, timeout=RUN_TIMEOUT_S * 1000).json_value()
+        assert outcome == "done", "a cell raised during Run All"
 
-            slider = _rate_slider(page)
-            slider.scroll_into_view_if_needed()
-            readout = slider.locator(".widget-readout")
-            before_value = float(readout.inner_text())
-            image = page.locator(".jp-Notebook img.widget-image").first
-            before_src = page.evaluate(_IMG_SRC)
-            before_pixels = image.screenshot()
+        slider = _rate_slider(page)
+        slider.scroll_into_view_if_needed()
+        readout = slider.locator(".widget-readout")
+        before_value = float(readout.inner_text())
+        image = page.locator(".jp-Notebook img.widget-image").first
+        before_src = page.evaluate(_IMG_SRC)
+        before_pixels = image.screenshot()
 
-            handle = slider.locator(".noUi-handle")
-            handle.focus()
-            for _ in range(PRESSES):
-                handle.press("ArrowRight")
-            page.wait_for_function(f"() => ({_IMG_SRC})() !== {json.dumps(before_src)}",
-                                   timeout=30_000)  # fmt: skip
-            after_value = float(readout.inner_text())
-            # the last change may still be on its way: wait until the settled cell says so
-            settled = page.locator(".jp-Notebook .jp-Cell").nth(settled_index)
-            settled.click()
-            page.keyboard.press("Escape")
-            page.keyboard.press("Shift+Enter")
-            output = settled.locator(".jp-OutputArea-output")
-            output.filter(has_text="RateLimit").first.wait_for(timeout=60_000)
-            text = output.all_inner_texts()
-            image.scroll_into_view_if_needed()
-            after_pixels = image.screenshot()
-            slider.scroll_into_view_if_needed()
-            ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACT))
-        finally:
-            browser.close()
+        handle = slider.locator(".noUi-handle")
+        handle.focus()
+        for _ in range(PRESSES):
+            handle.press("ArrowRight")
+        page.wait_for_function(f"() => ({_IMG_SRC})() !== {json.dumps(before_src)}",
+                               timeout=30_000)  # fmt: skip
+        after_value = float(readout.inner_text())
+        # the last change may still be on its way: wait until the settled cell says so
+        settled = page.locator(".jp-Notebook .jp-Cell").nth(settled_index)
+        settled.click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("Shift+Enter")
+        output = settled.locator(".jp-OutputArea-output")
+        output.filter(has_text="RateLimit").first.wait_for(timeout=60_000)
+        text = output.all_inner_texts()
+        image.scroll_into_view_if_needed()
+        after_pixels = image.screenshot()
+        slider.scroll_into_view_if_needed()
+        ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACT))
 
     assert after_value == before_value + PRESSES, (before_value, after_value)
     assert after_pixels != before_pixels, "the figure did not change"

@@ -4,8 +4,9 @@ screenshots of the cell's output a second apart while it runs and checks the plo
 figure changed between them, then saves the notebook and checks the final static figure
 (and the last line of headline numbers) is in the file.
 
-JupyterLab and Chromium are set up as in ``tests/test_browser.py`` (its fixtures are
-imported). Needs ``/usr/bin/chromium``; skipped without it, except under CI.
+JupyterLab and Chromium are set up as in ``tests/test_browser.py`` (its fixtures and
+``notebook_page``, which opens the notebook and waits for the kernel, are imported). Needs
+``/usr/bin/chromium``; skipped without it, except under CI.
 Screenshots go to ``tests/artifacts/browser-live-{1,2}.png``.
 """
 
@@ -13,18 +14,16 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.test_browser import (  # noqa: F401  (fixtures)
-    CHROMIUM_ARGS,
     ROOT,
-    STARTUP_TIMEOUT_S,
     chromium,
     jupyter_lab,
+    notebook_page,
 )
 
 pytestmark = pytest.mark.browser
@@ -63,51 +62,36 @@ def test_live_view_updates_while_it_runs_and_leaves_the_final_figure(
     jupyter_lab: tuple[str, str],  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    base, token = jupyter_lab
     path = tmp_path / "notebooks" / NOTEBOOK  # the fixture serves tmp_path/notebooks
     path.write_text(json.dumps(_notebook()))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
-            page.locator(".jp-Notebook .jp-CodeCell").first.wait_for(
-                timeout=STARTUP_TIMEOUT_S * 1000
-            )
-            page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(
-                timeout=STARTUP_TIMEOUT_S * 1000
-            )
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-            output = page.locator(".jp-Notebook .jp-CodeCell .jp-OutputArea").first
-            image = output.locator(".jp-RenderedImage img").first
-            image.wait_for(timeout=60_000)  # the first live frame
-            prompt = page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt").first
-            assert prompt.text_content().strip() == "[*]:", "the run ended before two frames"
-            first_src = image.get_attribute("src")
-            shot1 = output.screenshot(path=str(ARTIFACTS / "browser-live-1.png"))
-            page.wait_for_timeout(1000)  # a second apart, as a person watching
-            second_src = image.get_attribute("src")
-            shot2 = output.screenshot(path=str(ARTIFACTS / "browser-live-2.png"))
-            still_running = prompt.text_content().strip() == "[*]:"
-            page.wait_for_function(
-                "() => /^\\[\\d+\\]:$/.test(document.querySelector("
-                "'.jp-Notebook .jp-CodeCell .jp-InputArea-prompt').textContent.trim())",
-                timeout=120_000,
-            )
-            page.keyboard.press("Control+s")
-            deadline = time.monotonic() + 30
-            saved: dict[str, object] = {}
-            while time.monotonic() < deadline:
-                saved = json.loads(path.read_text())
-                if saved["cells"][0]["outputs"]:  # type: ignore[index]
-                    break
-                page.wait_for_timeout(250)
-        finally:
-            browser.close()
+    with notebook_page(chromium, jupyter_lab, NOTEBOOK, cells=1, height=1100) as page:
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        output = page.locator(".jp-Notebook .jp-CodeCell .jp-OutputArea").first
+        image = output.locator(".jp-RenderedImage img").first
+        image.wait_for(timeout=60_000)  # the first live frame
+        prompt = page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea-prompt").first
+        assert prompt.text_content().strip() == "[*]:", "the run ended before two frames"
+        first_src = image.get_attribute("src")
+        shot1 = output.screenshot(path=str(ARTIFACTS / "browser-live-1.png"))
+        page.wait_for_timeout(1000)  # a second apart, as a person watching
+        second_src = image.get_attribute("src")
+        shot2 = output.screenshot(path=str(ARTIFACTS / "browser-live-2.png"))
+        still_running = prompt.text_content().strip() == "[*]:"
+        page.wait_for_function(
+            "() => /^\\[\\d+\\]:$/.test(document.querySelector("
+            "'.jp-Notebook .jp-CodeCell .jp-InputArea-prompt').textContent.trim())",
+            timeout=120_000,
+        )
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 30
+        saved: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            saved = json.loads(path.read_text())
+            if saved["cells"][0]["outputs"]:  # type: ignore[index]
+                break
+            page.wait_for_timeout(250)
 
     assert still_running, "the second screenshot was taken after the run had ended"
     assert first_src != second_src, "the live figure did not change in a second"

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import ratelab as rl
+from ratelab.client.engine import Engine
 from ratelab.records.schema import COLUMNS, ERROR_CANCELLED, TIME_COLUMNS
 
 
@@ -46,9 +47,16 @@ def test_frame_has_the_documented_schema_and_ordered_times(server: rl.LocalServe
     t = df[[c for c in TIME_COLUMNS if not c.startswith("pool_")]].to_numpy()
     assert (np.diff(t, axis=1) >= 0).all(), "each request's stamps must be in life order"
     assert set(df.worker) <= set(range(5))
-    # think time happened between dequeue and ready, and it is the seeded draw
-    think = df.ready_s - df.dequeued_s
-    assert (think >= 0).all() and think.max() <= 0.01 + 0.01  # asyncio timers wake late, not early
+    # think time happened between dequeue and ready, and it is the seeded draw: never shorter
+    # (asyncio's timers fire late, never early; 1 µs of float slack). How much longer is the
+    # machine's business: with both cores busy, measured up to 16 ms late on 0-10 ms draws,
+    # so a bound of draw + 10 ms failed under load. The bound below only catches a sleep
+    # that is not the draw at all; the exact time is asserted on the virtual clock
+    # (test_engine_virtual.py::test_think_time_is_the_seeded_draw_exactly).
+    drawn = Engine(exp, base_url=server.url).think_s[df.request_id.to_numpy()]
+    late = (df.ready_s - df.dequeued_s).to_numpy() - drawn
+    assert late.min() >= -1e-6, "a think time was shorter than its seeded draw"
+    assert late.max() < 0.5
 
 
 def test_server_log_joins_the_client_rows_on_one_clock(server: rl.LocalServer) -> None:
@@ -120,13 +128,23 @@ def test_refused_target_gives_a_row_per_request() -> None:
 
 
 def test_one_experiment_runs_again_and_again(server: rl.LocalServer) -> None:
-    exp = rl.Experiment(target=server, requests=25, workers=5, strategy=rl.RateLimit(200))
+    exp = rl.Experiment(
+        target=server, requests=25, workers=25, strategy=rl.RateLimit(25, period_s=2.0)
+    )
     first = rl.run(exp, progress=False)
     second = rl.run(exp, progress=False)
     assert (first.df.status == 200).all() and (second.df.status == 200).all()
     assert first.meta["run"] != second.meta["run"]
-    # the second run got a fresh limiter: its burst of 25 (< 200) was admitted at once
-    assert second.df.admitted_s.max() < 0.1
+    # Each run got a fresh limiter: its burst of 25 (a full bucket of 25) went through
+    # without waiting. The wait is admitted_s - ready_s, the limiter's part alone (not
+    # admitted_s, which also counts the server's answers to earlier requests: under load
+    # that passed 0.1 s). Without waiting it is a few µs (measured: under 60 µs with both
+    # cores busy); the first run's bucket, leaking 12.5/s, would keep the last of these 25
+    # waiting for well over a second. 0.5 s is room for a busy machine's scheduler and
+    # garbage collector. Exactly, on the virtual clock: test_engine_virtual.py::
+    # test_one_experiment_runs_again_with_a_fresh_limiter.
+    for result in (first, second):
+        assert (result.df.admitted_s - result.df.ready_s).max() < 0.5
 
 
 def test_burst_free_limit_holds_on_the_real_clock(server: rl.LocalServer) -> None:

@@ -128,6 +128,40 @@ def test_retry_backoff_doubles_without_jitter() -> None:
     assert pauses == pytest.approx([0.0, 0.05, 0.1, 0.2], abs=NS)
 
 
+def test_think_time_is_the_seeded_draw_exactly() -> None:
+    """Each request pauses between dequeue and ready for exactly its think time, drawn
+    from the seed (the real clock can only bound it: test_engine.py's schema test)."""
+    exp = _exp(requests=30, workers=5, think_time=rl.Uniform(0.0, 0.01), seed=3)
+    df = _run(exp, ScriptedTransport(latency_s=0.004))
+    drawn = Engine(exp, base_url=URL).think_s  # a fresh engine draws from the seed alone
+    assert drawn is not None and len(set(drawn.tolist())) == 30  # 30 different pauses
+    assert ((drawn >= 0.0) & (drawn < 0.01)).all()
+    think = (df.ready_s - df.dequeued_s).to_numpy()
+    assert think == pytest.approx(drawn[df.request_id.to_numpy()], abs=NS)
+    other = Engine(exp.replace(seed=4), base_url=URL).think_s
+    assert other is not None and not np.allclose(other, drawn)  # another seed, other draws
+
+
+def test_one_experiment_runs_again_with_a_fresh_limiter() -> None:
+    """One Experiment run twice in a row on one loop: each run builds its own limiter, so
+    the second run's burst of 25 goes at once, as the first run's did. (A limiter kept
+    from the first run would still be full: the second run's k-th request would wait
+    k/25 s.)"""
+    exp = _exp(requests=25, workers=25, strategy=rl.RateLimit(25))
+
+    async def twice() -> list[pd.DataFrame]:
+        frames = []
+        for _ in range(2):
+            engine = Engine(exp, base_url=URL, transport=ScriptedTransport(latency_s=0.01))
+            store, _meta = await engine.run()
+            frames.append(store.to_frame())
+        return frames
+
+    for df in run_virtual(twice()):
+        assert (df.status == 200).all()
+        assert df.admitted_s.to_numpy() == pytest.approx([0.0] * 25, abs=NS)
+
+
 def test_open_loop_sends_on_the_arrival_schedule() -> None:
     tr = ScriptedTransport(latency_s=0.05)
     df = _run(_exp(requests=5, workers=1, arrivals=rl.Constant(10)), tr)
