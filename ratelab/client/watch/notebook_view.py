@@ -69,7 +69,7 @@ class NotebookView:
         self.refresh_s = refresh_s
         self.interval_s = refresh_s  # longer only where frames cost more than CPU_SHARE
         self.due = -math.inf  # monotonic time the next frame is due
-        self.history: list[Snapshot] = []
+        self._last: Snapshot | None = None  # the previous frame's snapshot (429s since)
         self.frames = 0
         self.redraws = 0  # frames that redrew the background (the axes grew, a new line)
         self.frame_cpu_s = 0.0  # the last frame's CPU (blitted frames only)
@@ -181,8 +181,8 @@ class NotebookView:
 
     def _extend(self, snap: Snapshot) -> None:
         """Append the snapshot to the plotted series (the 429 rate: since the last one)."""
-        sr, prev = self._series, self.history[-1] if self.history else None
-        self.history.append(snap)
+        sr, prev = self._series, self._last
+        self._last = snap
         sr["t"].append(snap.t_s)
         sr["rate"].append(snap.rate_per_s)
         dt = snap.t_s - prev.t_s if prev is not None else 0.0
